@@ -1,0 +1,56 @@
+# Every target bootstraps itself on a fresh Debian machine: a virtualenv with the
+# package and its dev extras, and Prosody from apt when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DIR ?= .demo
+
+.PHONY: all demo test bench lint unit e2e prosody setup clean help
+
+help:
+	@echo "make demo   - run the whole system on the embedded sandbox"
+	@echo "make test   - lint, then the whole test suite (real Prosody, sandbox API server)"
+	@echo "make bench  - benchmarks, printing their numbers"
+	@echo "make lint   - ruff, mypy --strict, import-linter"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) prosody
+
+prosody:
+	@command -v prosody >/dev/null && command -v openssl >/dev/null || { \
+	  echo "installing prosody and openssl from apt"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody openssl >/dev/null; }
+	@command -v kubectl >/dev/null || echo "warning: kubectl not found; the kubectl tests will fail" >&2
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: setup lint
+	$(BIN)/pytest tests
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+e2e: setup
+	$(BIN)/pytest tests/e2e
+
+bench: setup
+	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+demo: setup
+	$(BIN)/jibri-sandbox demo --dir $(DEMO_DIR)
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis

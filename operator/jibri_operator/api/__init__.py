@@ -1,0 +1,1 @@
+"""Resource names and shared vocabulary; the bottom layer, imported by everything."""

@@ -1,0 +1,1 @@
+"""fleet layer (see ARCHITECTURE.md)."""

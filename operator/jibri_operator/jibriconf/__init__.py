@@ -1,0 +1,1 @@
+"""jibriconf layer (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""The Jibri protocol: stanza codecs (pure) and the brewery client (slixmpp)."""
