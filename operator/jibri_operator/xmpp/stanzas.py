@@ -485,7 +485,7 @@ def parse_reply(iq: ET.Element) -> Reply:
             elif child.tag == f"{{{STANZAS_NS}}}bad-request":
                 condition = ErrorCondition.BAD_REQUEST
         code_text = error.get("code")
-        code = int(code_text) if code_text and code_text.isdigit() else None
+        code = int(code_text) if code_text and code_text.isascii() and code_text.isdigit() else None
         if code == 503 and condition is ErrorCondition.OTHER:
             condition = ErrorCondition.SERVICE_UNAVAILABLE
         text_element = error.find(f"{{{STANZAS_NS}}}text")
