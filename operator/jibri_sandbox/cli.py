@@ -12,7 +12,10 @@ import sys
 
 COMMANDS = {
     "apiserver": ("jibri_sandbox.apiserver.cli", "a Kubernetes API server emulation over HTTPS"),
-    "kubelet": ("jibri_sandbox.kubelet.cli", "run the sandbox node's pods (Jibri pods become simulated Jibris)"),
+    "kubelet": (
+        "jibri_sandbox.kubelet.cli",
+        "run the sandbox node's pods (Jibri pods become simulated Jibris)",
+    ),
     "prosody": ("jibri_sandbox.prosody.cli", "a real Prosody with TLS, MUC and accounts"),
     "jibri": ("jibri_sandbox.jibri.cli", "a simulated Jibri that reads jibri.conf"),
     "up": ("jibri_sandbox.up", "API server + kubelet + Prosody together"),
