@@ -1,0 +1,48 @@
+"""Conditions the Kubernetes way: a list keyed by type whose lastTransitionTime
+moves only when the status does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: list[dict[str, Any]] | None,
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    observed_generation: int | None = None,
+    now: str | None = None,
+) -> list[dict[str, Any]]:
+    """A new list with ``type_`` set; the others are kept as they were."""
+    result = [dict(condition) for condition in conditions or []]
+    existing = next((condition for condition in result if condition.get("type") == type_), None)
+    transition = now or now_rfc3339()
+    if existing is not None and existing.get("status") == status:
+        transition = existing.get("lastTransitionTime") or transition
+    updated: dict[str, Any] = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": transition,
+    }
+    if observed_generation is not None:
+        updated["observedGeneration"] = observed_generation
+    if existing is None:
+        result.append(updated)
+    else:
+        result[result.index(existing)] = updated
+    return result
+
+
+def get_condition(conditions: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
+    return next((condition for condition in conditions or [] if condition.get("type") == type_), None)
