@@ -1,0 +1,262 @@
+"""The built-in kinds: what is served, how each prints as a Table, and its server-side defaults.
+
+Only what clients rely on is modelled: the types and their discovery data, the
+field labels each accepts in field selectors, default printer columns like
+kubectl shows them, the few fields the server fills (a Namespace's phase, a
+Service's clusterIP, a Pod's phase), and the events.k8s.io/v1 view of core Events.
+Built-in objects are not schema-validated beyond their metadata.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from .kinds import ResourceType
+
+Obj = dict[str, Any]
+Cells = Callable[[Obj], list[Any]]
+_META_FIELDS = ("metadata.name", "metadata.namespace")
+
+
+def _t(group: str, version: str, plural: str, kind: str, namespaced: bool = True, **kw: Any) -> ResourceType:
+    kw.setdefault("field_labels", _META_FIELDS)
+    singular = kw.pop("singular", kind.lower())
+    return ResourceType(group, version, plural, singular, kind, namespaced, **kw)
+
+
+_EVENT_FIELDS = (
+    *_META_FIELDS,
+    "involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+    "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+    "reason", "reportingComponent", "source", "type",
+)  # fmt: skip
+_POD_FIELDS = (
+    *_META_FIELDS,
+    "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+    "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName",
+)  # fmt: skip
+
+# core Event field <-> events.k8s.io/v1 Event field
+_EVENT_RENAMES = {
+    "involvedObject": "regarding",
+    "message": "note",
+    "reportingComponent": "reportingController",
+    "source": "deprecatedSource",
+    "firstTimestamp": "deprecatedFirstTimestamp",
+    "lastTimestamp": "deprecatedLastTimestamp",
+    "count": "deprecatedCount",
+}
+_EVENT_RENAMES_BACK = {v: k for k, v in _EVENT_RENAMES.items()}
+
+
+def _rename(obj: Obj, names: dict[str, str], api_version: str) -> Obj:
+    out = {names.get(k, k): v for k, v in obj.items()}
+    out["apiVersion"] = api_version
+    return out
+
+
+def event_to_v1beta(obj: Obj) -> Obj:
+    return _rename(obj, _EVENT_RENAMES, "events.k8s.io/v1")
+
+
+def event_to_core(obj: Obj) -> Obj:
+    return _rename(obj, _EVENT_RENAMES_BACK, "v1")
+
+
+def event_field(obj: Obj, field: str) -> Any:
+    if field == "source":
+        return (obj.get("source") or {}).get("component")
+    head, _, rest = field.partition(".")
+    value: Any = obj.get(head) if head != "metadata" else obj["metadata"]
+    for part in rest.split(".") if rest else ():
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def builtin_types() -> list[ResourceType]:
+    status = {"status": True}
+    return [
+        _t("", "v1", "namespaces", "Namespace", False, short_names=("ns",), name_rule="label",
+           field_labels=("metadata.name", "status.phase"), **status),
+        _t("", "v1", "pods", "Pod", short_names=("po",), categories=("all",), field_labels=_POD_FIELDS, **status),
+        _t("", "v1", "secrets", "Secret", field_labels=(*_META_FIELDS, "type"), return_deleted=False),
+        _t("", "v1", "configmaps", "ConfigMap", short_names=("cm",), return_deleted=False),
+        _t("", "v1", "events", "Event", short_names=("ev",), field_labels=_EVENT_FIELDS, name_rule="path",
+           return_deleted=False),
+        _t("", "v1", "services", "Service", short_names=("svc",), categories=("all",), name_rule="dns1035",
+           return_deleted=False, **status),
+        _t("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",), return_deleted=False),
+        _t("", "v1", "nodes", "Node", False, short_names=("no",), **status),
+        _t("", "v1", "endpoints", "Endpoints", short_names=("ep",), singular="endpoints", return_deleted=False),
+        _t("events.k8s.io", "v1", "events", "Event", short_names=("ev",), field_labels=_EVENT_FIELDS,
+           name_rule="path", store_as=("", "events"), to_storage=event_to_core, from_storage=event_to_v1beta,
+           return_deleted=False),
+        _t("coordination.k8s.io", "v1", "leases", "Lease", return_deleted=False),
+        _t("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
+           short_names=("crd", "crds"), categories=("api-extensions",), generation=True,
+           singular="customresourcedefinition", **status),
+    ]  # fmt: skip
+
+
+# --- server-side defaults ------------------------------------------------------------------------
+
+_cluster_ips = itertools.count(10)
+
+
+def prepare(kind: str, obj: Obj, old: Obj | None) -> None:
+    """Fill the fields a real server's strategies fill on create (obj is fresh and mutable)."""
+    if old is not None:
+        return
+    if kind == "Namespace":
+        obj["spec"] = {"finalizers": ["kubernetes"], **(obj.get("spec") or {})}
+        obj["status"] = {"phase": "Active"}
+    elif kind == "Pod":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("restartPolicy", "Always")
+        spec.setdefault("terminationGracePeriodSeconds", 30)
+        spec.setdefault("dnsPolicy", "ClusterFirst")
+        spec.setdefault("schedulerName", "default-scheduler")
+        spec.setdefault("serviceAccountName", "default")
+        obj["status"] = {"phase": "Pending", **(obj.get("status") or {})}
+    elif kind == "Service":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        if spec.get("clusterIP") != "None":
+            n = next(_cluster_ips)
+            spec.setdefault("clusterIP", f"10.96.{n // 250}.{n % 250 + 1}")
+        spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        for port in spec.get("ports") or ():
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+        obj.setdefault("status", {"loadBalancer": {}})
+    elif kind == "Secret":
+        obj.setdefault("type", "Opaque")
+
+
+# --- tables ----------------------------------------------------------------------------------------
+
+Col = tuple[str, str, str, int]  # name, type, format, priority
+_NAME: Col = ("Name", "string", "name", 0)
+_AGE: Col = ("Age", "string", "", 0)
+
+
+def _age(obj: Obj) -> str:
+    from .tables import human_age  # a cycle-free late import: tables imports this module
+
+    return human_age(obj["metadata"].get("creationTimestamp"))
+
+
+def _pod_cells(pod: Obj) -> list[Any]:
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    ready = sum(1 for c in statuses if c.get("ready"))
+    restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
+    phase = status.get("reason") or status.get("phase") or "Pending"
+    for c in statuses:
+        waiting = (c.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason"):
+            phase = waiting["reason"]
+    if pod["metadata"].get("deletionTimestamp"):
+        phase = "Terminating"
+    return [
+        pod["metadata"]["name"], f"{ready}/{len(spec.get('containers') or [])}", phase, restarts, _age(pod),
+        status.get("podIP") or "<none>", spec.get("nodeName") or "<none>",
+    ]  # fmt: skip
+
+
+def _ports(svc: Obj) -> str:
+    ports = (svc.get("spec") or {}).get("ports") or []
+    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
+
+
+def _event_object(ev: Obj) -> str:
+    ref = ev.get("involvedObject") or ev.get("regarding") or {}
+    return f"{(ref.get('kind') or '').lower()}/{ref.get('name', '')}"
+
+
+def _crd_created(crd: Obj) -> str:
+    return crd["metadata"].get("creationTimestamp") or ""
+
+
+TABLES: dict[str, tuple[list[Col], Cells]] = {
+    "Pod": (
+        [
+            _NAME,
+            ("Ready", "string", "", 0),
+            ("Status", "string", "", 0),
+            ("Restarts", "string", "", 0),
+            _AGE,
+            ("IP", "string", "", 1),
+            ("Node", "string", "", 1),
+        ],
+        _pod_cells,
+    ),
+    "Namespace": (
+        [_NAME, ("Status", "string", "", 0), _AGE],
+        lambda o: [o["metadata"]["name"], (o.get("status") or {}).get("phase", ""), _age(o)],
+    ),
+    "ConfigMap": (
+        [_NAME, ("Data", "integer", "", 0), _AGE],
+        lambda o: [o["metadata"]["name"], len(o.get("data") or {}) + len(o.get("binaryData") or {}), _age(o)],
+    ),
+    "Secret": (
+        [_NAME, ("Type", "string", "", 0), ("Data", "integer", "", 0), _AGE],
+        lambda o: [o["metadata"]["name"], o.get("type", "Opaque"), len(o.get("data") or {}), _age(o)],
+    ),
+    "Service": (
+        [
+            _NAME,
+            ("Type", "string", "", 0),
+            ("Cluster-IP", "string", "", 0),
+            ("External-IP", "string", "", 0),
+            ("Port(s)", "string", "", 0),
+            _AGE,
+        ],
+        lambda o: [
+            o["metadata"]["name"],
+            (o.get("spec") or {}).get("type", "ClusterIP"),
+            (o.get("spec") or {}).get("clusterIP", "<none>"),
+            "<none>",
+            _ports(o),
+            _age(o),
+        ],
+    ),
+    "Event": (
+        [
+            ("Last Seen", "string", "", 0),
+            ("Type", "string", "", 0),
+            ("Reason", "string", "", 0),
+            ("Object", "string", "", 0),
+            ("Message", "string", "", 0),
+        ],
+        lambda o: [
+            _age(
+                {
+                    "metadata": {
+                        "creationTimestamp": o.get("lastTimestamp")
+                        or o.get("eventTime")
+                        or o["metadata"].get("creationTimestamp")
+                    }
+                }
+            ),
+            o.get("type", ""),
+            o.get("reason", ""),
+            _event_object(o),
+            o.get("message") or o.get("note", ""),
+        ],
+    ),
+    "Lease": (
+        [_NAME, ("Holder", "string", "", 0), _AGE],
+        lambda o: [o["metadata"]["name"], (o.get("spec") or {}).get("holderIdentity", ""), _age(o)],
+    ),
+    "ServiceAccount": (
+        [_NAME, ("Secrets", "integer", "", 0), _AGE],
+        lambda o: [o["metadata"]["name"], len(o.get("secrets") or []), _age(o)],
+    ),
+    "CustomResourceDefinition": (
+        [_NAME, ("Created At", "date", "", 0)],
+        lambda o: [o["metadata"]["name"], _crd_created(o)],
+    ),
+}

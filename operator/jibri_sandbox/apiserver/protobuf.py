@@ -1,0 +1,130 @@
+"""Decode the protobuf bodies kubectl's typed commands send (`kubectl create namespace/configmap/secret/...`).
+
+client-go's typed clients always write protobuf (`application/vnd.kubernetes.protobuf`)
+and accept JSON back, so the server must read protobuf but never writes it. Only
+the kinds kubectl's imperative `create` subcommands produce are mapped (field numbers
+from k8s.io/api's generated.proto): Namespace, ConfigMap, Secret, ServiceAccount,
+Service. Others get 415, as a server without that type's protobuf would answer.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from . import errors
+
+MAGIC = b"k8s\x00"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+# A schema maps field number -> (json name, type); type is a primitive name, a nested
+# schema dict, or ("repeated"|"map", element type).
+Schema = dict[int, tuple[str, Any]]
+TIME: Schema = {1: ("seconds", "int"), 2: ("nanos", "int")}
+OWNER_REF: Schema = {5: ("apiVersion", "string"), 1: ("kind", "string"), 3: ("name", "string"), 4: ("uid", "string"),
+                     6: ("controller", "bool"), 7: ("blockOwnerDeletion", "bool")}  # fmt: skip
+OBJECT_META: Schema = {
+    1: ("name", "string"), 2: ("generateName", "string"), 3: ("namespace", "string"), 5: ("uid", "string"),
+    6: ("resourceVersion", "string"), 7: ("generation", "int"), 8: ("creationTimestamp", "time"),
+    9: ("deletionTimestamp", "time"), 10: ("deletionGracePeriodSeconds", "int"), 11: ("labels", ("map", "string")),
+    12: ("annotations", ("map", "string")), 13: ("ownerReferences", ("repeated", OWNER_REF)),
+    14: ("finalizers", ("repeated", "string")),
+}  # fmt: skip
+INT_OR_STRING: Schema = {1: ("type", "int"), 2: ("intVal", "int"), 3: ("strVal", "string")}
+SERVICE_PORT: Schema = {1: ("name", "string"), 2: ("protocol", "string"), 3: ("port", "int"),
+                        4: ("targetPort", INT_OR_STRING), 5: ("nodePort", "int")}  # fmt: skip
+KINDS: dict[str, Schema] = {
+    "Namespace": {1: ("metadata", OBJECT_META), 2: ("spec", {1: ("finalizers", ("repeated", "string"))}),
+                  3: ("status", {1: ("phase", "string")})},
+    "ConfigMap": {1: ("metadata", OBJECT_META), 2: ("data", ("map", "string")), 3: ("binaryData", ("map", "bytes")),
+                  4: ("immutable", "bool")},
+    "Secret": {1: ("metadata", OBJECT_META), 2: ("data", ("map", "bytes")), 3: ("type", "string"),
+               4: ("stringData", ("map", "string")), 5: ("immutable", "bool")},
+    "ServiceAccount": {1: ("metadata", OBJECT_META), 4: ("automountServiceAccountToken", "bool")},
+    "Service": {1: ("metadata", OBJECT_META),
+                2: ("spec", {1: ("ports", ("repeated", SERVICE_PORT)), 2: ("selector", ("map", "string")),
+                             3: ("clusterIP", "string"), 4: ("type", "string"), 7: ("externalName", "string")})},
+}  # fmt: skip
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(data: bytes) -> list[tuple[int, Any]]:
+    out, pos = [], 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            value, pos = data[pos : pos + length], pos + length
+        elif wire == 1:
+            value, pos = data[pos : pos + 8], pos + 8
+        elif wire == 5:
+            value, pos = data[pos : pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        out.append((number, value))
+    return out
+
+
+def _scalar(kind: str, raw: Any) -> Any:
+    if kind == "string":
+        return bytes(raw).decode()
+    if kind == "bytes":
+        return base64.b64encode(bytes(raw)).decode()
+    if kind == "bool":
+        return bool(raw)
+    if kind == "int":
+        return raw - (1 << 64) if raw >= 1 << 63 else raw
+    if kind == "time":
+        seconds = decode_message(raw, TIME).get("seconds", 0)
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(kind, dict):
+        return decode_message(raw, kind)
+    raise ValueError(kind)
+
+
+def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for number, raw in _fields(data):
+        if number not in schema:
+            continue
+        name, kind = schema[number]
+        if isinstance(kind, tuple) and kind[0] == "repeated":
+            obj.setdefault(name, []).append(_scalar(kind[1], raw))
+        elif isinstance(kind, tuple) and kind[0] == "map":
+            entry = dict(_fields(raw))
+            obj.setdefault(name, {})[bytes(entry.get(1, b"")).decode()] = _scalar(kind[1], entry.get(2, b""))
+        else:
+            obj[name] = _scalar(kind, raw)
+    if schema is INT_OR_STRING:
+        return obj.get("strVal") if obj.get("type") == 1 else obj.get("intVal", 0)  # type: ignore[return-value]
+    return obj
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """A k8s protobuf envelope (magic + runtime.Unknown) to the JSON form of the object."""
+    if not body.startswith(MAGIC):
+        raise errors.bad_request("protobuf body without the k8s envelope")
+    try:
+        envelope = dict(_fields(body[len(MAGIC) :]))
+        type_meta = decode_message(envelope.get(1, b""), {1: ("apiVersion", "string"), 2: ("kind", "string")})
+        schema = KINDS.get(type_meta.get("kind", ""))
+        if schema is None or type_meta.get("apiVersion") != "v1":
+            raise errors.unsupported_media_type(PROTOBUF, ["application/json", "application/yaml"])
+        obj = decode_message(envelope.get(2, b""), schema)
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise errors.bad_request(f"error decoding protobuf body: {exc}") from None
+    return {"apiVersion": "v1", "kind": type_meta["kind"], **obj}

@@ -1,0 +1,624 @@
+"""The HTTP layer: aiohttp over TLS, bearer-token auth, URL routing, content negotiation, watch streams.
+
+Requests are parsed here and handed to `rest.Api`; answers are JSON (or a
+`meta.k8s.io/v1` Table / PartialObjectMetadata when the Accept header asks).
+Watches are newline-delimited JSON over a chunked response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import secrets
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from . import builtins, discovery, errors, kubeconfig, openapi, protobuf, tables, tls
+from .gc import Collector
+from .kinds import Registry, ResourceType
+from .rest import APPLY, Api, Result
+from .selectors import both, field_matcher, label_matcher, lookup
+from .store import Event, Obj, Store, Watcher, key_of
+
+log = logging.getLogger(__name__)
+JSON = "application/json"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+PUBLIC_PATHS = {"/healthz", "/livez", "/readyz"}
+
+
+def encode(obj: Any) -> bytes:
+    return _dumps(obj).encode()
+
+
+def respond(
+    obj: Any, status: int = 200, warnings: list[str] | None = None, content_type: str = JSON
+) -> web.Response:
+    headers = {"Content-Type": content_type}
+    if warnings:
+        headers["Warning"] = ", ".join("299 - " + json.dumps(w) for w in warnings)
+    return web.Response(body=encode(obj), status=status, headers=headers)
+
+
+def error_response(exc: errors.ApiError) -> web.Response:
+    return web.Response(body=encode(exc.status()), status=exc.code, content_type=JSON)
+
+
+@dataclass
+class Target:
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    sub: str
+    watch: bool
+
+
+def _accept_as(request: web.Request) -> str:
+    accept = request.headers.get("Accept", "")
+    for part in accept.split(","):
+        compact = part.replace(" ", "")
+        if "as=Table" in compact:
+            return "Table"
+        if "as=PartialObjectMetadataList" in compact or "as=PartialObjectMetadata" in compact:
+            return "Partial"
+        if compact.startswith(("application/json", "*/*", "application/yaml")) and "as=" not in compact:
+            return ""
+    return ""
+
+
+def _bool(value: str | None) -> bool:
+    return value is not None and value.lower() in ("true", "1")
+
+
+def _int(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.bad_request(f"invalid {name}: {value!r}") from None
+
+
+class Handler:
+    """Routes one server's requests to its Api; holds the watch machinery."""
+
+    def __init__(self, api: Api, address: str, bookmark_interval: float):
+        self.api = api
+        self.store = api.store
+        self.registry = api.registry
+        self.address = address
+        self.bookmark_interval = bookmark_interval
+        self.active_watches: set[asyncio.Task[Any]] = set()
+
+    # --- routing ---------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._dispatch(request)
+        except errors.ApiError as exc:
+            return error_response(exc)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("internal error on %s %s", request.method, request.path)
+            return error_response(errors.internal(str(exc)))
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        parts = [p for p in path.split("/") if p]
+        if path in PUBLIC_PATHS:
+            return web.Response(text="ok")
+        if path == "/version":
+            return respond(discovery.VERSION)
+        if path == "/":
+            return respond({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version", "/healthz"]})
+        if parts[0] == "openapi":
+            return self._openapi(parts)
+        if parts[0] == "api" and len(parts) <= 2:
+            return self._discovery_core(request, parts)
+        if parts[0] == "apis" and len(parts) <= 3:
+            return self._discovery_groups(request, parts)
+        if parts[0] not in ("api", "apis"):
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        target = self._route(parts)
+        return await self._resource(request, target)
+
+    def _route(self, parts: list[str]) -> Target:
+        if parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        else:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        watch = False
+        if rest and rest[0] == "watch":
+            watch, rest = True, rest[1:]
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            candidate = self.registry.get(group, version, rest[2])
+            if candidate is not None and candidate.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 3:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        rt = self.registry.get(group, version, rest[0])
+        if rt is None:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else ""
+        if sub and not ((sub == "status" and rt.status) or (sub == "scale" and rt.scale)):
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        return Target(rt, namespace, name, sub, watch)
+
+    # --- discovery and openapi ---------------------------------------------------------------------
+
+    def _aggregated(self, request: web.Request, core: bool) -> web.Response | None:
+        media = discovery.wants_aggregated(request.headers.get("Accept", ""))
+        if media is None:
+            return None
+        return respond(discovery.aggregated(self.registry, core, media), content_type=media)
+
+    def _discovery_core(self, request: web.Request, parts: list[str]) -> web.Response:
+        if len(parts) == 1:
+            return self._aggregated(request, True) or respond(discovery.core_versions(self.address))
+        if parts[1] != "v1":
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        return respond(discovery.resource_list(self.registry, "", "v1"))
+
+    def _discovery_groups(self, request: web.Request, parts: list[str]) -> web.Response:
+        if len(parts) == 1:
+            return self._aggregated(request, False) or respond(discovery.group_list(self.registry))
+        if len(parts) == 2:
+            found = discovery.group(self.registry, parts[1])
+            if found is None:
+                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            return respond(found)
+        if parts[2] not in self.registry.groups().get(parts[1], []):
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        return respond(discovery.resource_list(self.registry, parts[1], parts[2]))
+
+    def _openapi(self, parts: list[str]) -> web.Response:
+        if parts[1:2] == ["v3"]:
+            if len(parts) == 2:
+                return respond(openapi.index(self.registry))
+            rest = parts[2:]
+            group, version = (
+                ("", rest[1])
+                if rest[0] == "api" and len(rest) == 2
+                else (rest[1], rest[2])
+                if len(rest) == 3
+                else ("", "")
+            )
+            doc = openapi.gv_document(self.registry, group, version) if version else None
+            if doc is not None:
+                return respond(doc)
+        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+
+    # --- resources --------------------------------------------------------------------------------
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        ctype = request.content_type
+        if ctype == protobuf.PROTOBUF:
+            return protobuf.decode(raw)
+        try:
+            if ctype in ("application/yaml", APPLY) or (raw[:1] not in (b"{", b"[", b"") and ctype != JSON):
+                return yaml.safe_load(raw) if raw else None
+            return json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise errors.bad_request(f"error decoding request body: {exc}") from None
+
+    async def _resource(self, request: web.Request, t: Target) -> web.StreamResponse:
+        q = request.query
+        method = request.method
+        rt = t.rt
+        if rt.namespaced and t.namespace is None and method != "GET":
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        ns = t.namespace or ""
+        dry_run = q.get("dryRun") == "All"
+        validation = q.get("fieldValidation") or "Warn"
+        if method == "GET":
+            if t.watch or _bool(q.get("watch")):
+                if t.name:
+                    raise errors.bad_request("watch of a single object: use a fieldSelector on metadata.name")
+                return await self._watch(request, rt, t.namespace)
+            if t.name is None:
+                return self._list(request, rt, t.namespace)
+            if t.sub == "scale":
+                return respond(self.api.get_scale(rt, ns, t.name))
+            return self._one(request, rt, self.api.get(rt, ns, t.name))
+        if method == "POST":
+            if t.name is not None:
+                raise errors.method_not_allowed()
+            return self._result(
+                self.api.create(rt, t.namespace, await self._body(request), dry_run, validation)
+            )
+        if t.name is None and method == "DELETE":
+            return self._delete_collection(request, rt, t.namespace, await self._delete_options(request))
+        if t.name is None:
+            raise errors.method_not_allowed()
+        if method == "PUT":
+            body = await self._body(request)
+            if t.sub == "scale":
+                return respond(self.api.update_scale(rt, ns, t.name, body, dry_run))
+            return self._result(self.api.update(rt, ns, t.name, body, t.sub, dry_run, validation))
+        if method == "PATCH":
+            body = await self._body(request)
+            ctype = request.content_type
+            if t.sub == "scale":
+                return respond(self.api.patch_scale(rt, ns, t.name, ctype, body, dry_run))
+            return self._result(
+                self.api.patch(rt, ns, t.name, ctype, body, t.sub, dry_run, validation, _bool(q.get("force")))
+            )
+        if method == "DELETE":
+            if t.sub:
+                raise errors.method_not_allowed()
+            options = await self._delete_options(request)
+            return self._result(
+                self.api.delete(rt, ns, t.name, options, dry_run or "All" in (options.get("dryRun") or []))
+            )
+        raise errors.method_not_allowed()
+
+    async def _delete_options(self, request: web.Request) -> Obj:
+        options: Obj = {}
+        if request.can_read_body:
+            body = await self._body(request)
+            if isinstance(body, dict):
+                options = body
+        q = request.query
+        if "gracePeriodSeconds" in q:
+            options["gracePeriodSeconds"] = _int(q["gracePeriodSeconds"], "gracePeriodSeconds")
+        if "propagationPolicy" in q:
+            options["propagationPolicy"] = q["propagationPolicy"]
+        if "orphanDependents" in q:
+            options["orphanDependents"] = _bool(q["orphanDependents"])
+        return options
+
+    def _result(self, result: Result) -> web.Response:
+        return respond(result.obj, result.code, result.warnings)
+
+    def _one(self, request: web.Request, rt: ResourceType, obj: Obj) -> web.Response:
+        served = self.api.present(rt, obj)
+        fmt = _accept_as(request)
+        if fmt == "Table":
+            include = request.query.get("includeObject", "Metadata")
+            return respond(
+                tables.table(rt, [served], {"resourceVersion": obj["metadata"]["resourceVersion"]}, include)
+            )
+        if fmt == "Partial":
+            return respond(
+                {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+            )
+        return respond(served)
+
+    # --- list -------------------------------------------------------------------------------------
+
+    def _matcher(self, request: web.Request, rt: ResourceType) -> Callable[[Obj], bool]:
+        q = request.query
+        allowed = set(rt.field_labels) | set(rt.selectable_fields)
+        extract = builtins.event_field if rt.storage == ("", "events") else lookup
+        return both(
+            label_matcher(q.get("labelSelector")), field_matcher(q.get("fieldSelector"), allowed, extract)
+        )
+
+    def _list(self, request: web.Request, rt: ResourceType, namespace: str | None) -> web.Response:
+        q = request.query
+        match = self._matcher(request, rt)
+        limit = _int(q.get("limit"), "limit") or 0
+        start: tuple[str, str] | None = None
+        rv_param = q.get("resourceVersion") or ""
+        rv_match = q.get("resourceVersionMatch") or ""
+        if q.get("continue"):
+            try:
+                token = json.loads(base64.urlsafe_b64decode(q["continue"]))
+                list_rv, start = int(token["rv"]), (token["start"][0], token["start"][1])
+            except (ValueError, KeyError, TypeError, IndexError):
+                raise errors.bad_request(
+                    "continue key is not valid: incorrect encoded start resourceVersion"
+                ) from None
+            if list_rv < self.store.compacted:
+                raise errors.gone("The provided continue parameter is too old to display a consistent list result. "
+                                  "You can start a new list without the continue parameter.")  # fmt: skip
+            state = self.store.snapshot(rt.storage, list_rv)
+            objs = [state[k] for k in sorted(state)]
+        elif rv_param and rv_match == "Exact":
+            list_rv = _int(rv_param, "resourceVersion") or 0
+            state = self.store.snapshot(rt.storage, list_rv)
+            objs = [state[k] for k in sorted(state)]
+        else:
+            if rv_param:
+                wanted = _int(rv_param, "resourceVersion") or 0
+                if wanted > self.store.rv:
+                    raise errors.timeout(f"Too large resource version: {wanted}, current: {self.store.rv}")
+            list_rv = self.store.rv
+            objs = self.store.items(rt.storage, namespace if rt.namespaced else None)
+        items = []
+        remaining = 0
+        for obj in objs:
+            key = key_of(obj)
+            if start is not None and key <= start:
+                continue
+            if namespace is not None and rt.namespaced and key[0] != namespace:
+                continue
+            if not match(obj):
+                continue
+            if limit and len(items) >= limit:
+                remaining += 1
+                continue
+            items.append(obj)
+        list_meta: Obj = {"resourceVersion": str(list_rv)}
+        if remaining:
+            last = key_of(items[-1])
+            list_meta["continue"] = base64.urlsafe_b64encode(
+                encode({"rv": list_rv, "start": list(last)})
+            ).decode()
+            list_meta["remainingItemCount"] = remaining
+        fmt = _accept_as(request)
+        served = [self.api.present(rt, o) for o in items]
+        if fmt == "Table":
+            return respond(tables.table(rt, served, list_meta, q.get("includeObject", "Metadata")))
+        if fmt == "Partial":
+            return respond({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
+                            "items": [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}
+                                      for o in served]})  # fmt: skip
+        return respond(
+            {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta, "items": served}
+        )
+
+    def _delete_collection(
+        self, request: web.Request, rt: ResourceType, namespace: str | None, options: Obj
+    ) -> web.Response:
+        match = self._matcher(request, rt)
+        dry_run = request.query.get("dryRun") == "All"
+        deleted = []
+        for obj in self.store.items(rt.storage, namespace if rt.namespaced else None):
+            if match(obj):
+                m = obj["metadata"]
+                result = self.api.delete(rt, m.get("namespace") or "", m["name"], options, dry_run)
+                deleted.append(
+                    result.obj if result.obj.get("kind") != "Status" else self.api.present(rt, obj)
+                )
+        return respond({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(self.store.rv)},
+                        "items": deleted})  # fmt: skip
+
+    # --- watch ------------------------------------------------------------------------------------
+
+    def _encode_event(
+        self, rt: ResourceType, kind: str, event: Event, fmt: str, include: str, first: list[bool]
+    ) -> bytes:
+        if fmt == "Table":
+            obj = tables.table(
+                rt,
+                [self.api.present(rt, event.obj)],
+                {"resourceVersion": str(event.rv)},
+                include,
+                headers=first[0],
+            )
+            first[0] = False
+            return encode({"type": kind, "object": obj}) + b"\n"
+        cache_key = f"{kind}|{rt.api_version}|{fmt}"
+        data = event.encoded.get(cache_key)
+        if data is None:
+            obj = self.api.present(rt, event.obj)
+            if fmt == "Partial":
+                obj = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": obj["metadata"],
+                }
+            data = event.encoded[cache_key] = encode({"type": kind, "object": obj}) + b"\n"
+        return data
+
+    def _bookmark(self, rt: ResourceType, rv: int, initial_end: bool = False) -> bytes:
+        meta: Obj = {"resourceVersion": str(rv)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        return (
+            encode(
+                {
+                    "type": "BOOKMARK",
+                    "object": {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta},
+                }
+            )
+            + b"\n"
+        )
+
+    async def _watch(
+        self, request: web.Request, rt: ResourceType, namespace: str | None
+    ) -> web.StreamResponse:
+        q = request.query
+        match = self._matcher(request, rt)
+        rv_param = q.get("resourceVersion") or ""
+        bookmarks = _bool(q.get("allowWatchBookmarks"))
+        send_initial = q.get("sendInitialEvents")
+        timeout = _int(q.get("timeoutSeconds"), "timeoutSeconds")
+        timeout = 1800 if timeout is None or timeout <= 0 else timeout
+        if (
+            send_initial is not None
+            and _bool(send_initial)
+            and (q.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks)
+        ):
+            raise errors.invalid_object("ListOptions", "meta.k8s.io", "", [errors.forbidden_field(
+                "resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")])  # fmt: skip
+        watcher = Watcher(rt.storage, namespace if rt.namespaced else None, match)
+        backlog: list[tuple[str, Event]] = []
+        error: errors.ApiError | None = None
+        initial = _bool(send_initial) if send_initial is not None else rv_param in ("", "0")
+        try:
+            if initial:
+                for obj in self.store.items(rt.storage, watcher.namespace):
+                    if match(obj):
+                        backlog.append(
+                            (
+                                "ADDED",
+                                Event(
+                                    int(obj["metadata"]["resourceVersion"]), rt.storage, "ADDED", obj, None
+                                ),
+                            )
+                        )
+            elif rv_param not in ("", "0"):
+                since = _int(rv_param, "resourceVersion") or 0
+                for event in self.store.events_since(rt.storage, since):
+                    kind = watcher.classify(event)
+                    if kind is not None:
+                        backlog.append((kind, event))
+        except errors.ApiError as exc:
+            error = exc
+        start_rv = self.store.rv
+        if error is None:
+            self.store.watch(watcher)
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"}
+        )
+        response.enable_chunked_encoding()
+        fmt = _accept_as(request)
+        include = q.get("includeObject", "Metadata")
+        first = [True]
+        try:
+            await response.prepare(request)
+            if error is not None:
+                await response.write(encode({"type": "ERROR", "object": error.status()}) + b"\n")
+                return response
+            chunk = b"".join(self._encode_event(rt, k, e, fmt, include, first) for k, e in backlog)
+            if initial and _bool(send_initial):
+                chunk += self._bookmark(rt, start_rv, initial_end=True)
+            if chunk:
+                await response.write(chunk)
+            deadline = time.monotonic() + timeout
+            next_bookmark = time.monotonic() + self.bookmark_interval
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                wait = min(deadline, next_bookmark) - now if bookmarks else deadline - now
+                try:
+                    item = await asyncio.wait_for(watcher.queue.get(), timeout=max(wait, 0.001))
+                except TimeoutError:
+                    if bookmarks and time.monotonic() >= next_bookmark and watcher.queue.empty():
+                        await response.write(self._bookmark(rt, self.store.rv))
+                        next_bookmark = time.monotonic() + self.bookmark_interval
+                    continue
+                if item is None:
+                    if watcher.overflowed:
+                        await response.write(
+                            encode(
+                                {"type": "ERROR", "object": errors.gone("watch fell too far behind").status()}
+                            )
+                            + b"\n"
+                        )
+                    break
+                parts = [self._encode_event(rt, item[0], item[1], fmt, include, first)]
+                while not watcher.queue.empty():
+                    more = watcher.queue.get_nowait()
+                    if more is None:
+                        break
+                    parts.append(self._encode_event(rt, more[0], more[1], fmt, include, first))
+                await response.write(b"".join(parts))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.store.unwatch(watcher)
+        return response
+
+
+def _auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    expected = f"Bearer {token}"
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path not in PUBLIC_PATHS and not secrets.compare_digest(
+            request.headers.get("Authorization", ""), expected
+        ):
+            return error_response(errors.unauthorized())
+        return await handler(request)
+
+    return middleware
+
+
+class ApiServer:
+    """A Kubernetes API server emulation on 127.0.0.1 over TLS.
+
+    Use it in-process as ``async with ApiServer(kubeconfig=path) as server:`` (then
+    ``server.url`` / ``server.kubeconfig``), or run ``jibri-sandbox apiserver``.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: str | Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        history_size: int = 10_000,
+        bookmark_interval: float = 10.0,
+        workdir: str | Path | None = None,
+    ):
+        self.host = host
+        self.port = port
+        self.token = token or secrets.token_urlsafe(24)
+        self.bookmark_interval = bookmark_interval
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="jibri-apiserver-")
+            workdir = self._tmp.name
+        self.workdir = Path(workdir)
+        self.kubeconfig = Path(kubeconfig) if kubeconfig else self.workdir / "kubeconfig"
+        self.store = Store(history_size)
+        self.registry = Registry()
+        self.api = Api(self.store, self.registry)
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._gc_task: asyncio.Task[None] | None = None
+
+    def _seed(self) -> None:
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.api.create(self.registry.get("", "v1", "namespaces"), None, {"metadata": {"name": name}})  # type: ignore[arg-type]
+        services = self.registry.get("", "v1", "services")
+        assert services is not None
+        self.api.create(services, "default", {"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                                               "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 6443}]}})  # fmt: skip
+
+    async def start(self) -> ApiServer:
+        certs = tls.generate(self.workdir / "pki")
+        self._seed()
+        self._gc_task = asyncio.create_task(Collector(self.api).run())
+        app = web.Application(middlewares=[_auth_middleware(self.token)], client_max_size=16 * 1024 * 1024)
+        handler = Handler(self.api, "", self.bookmark_interval)
+        app.router.add_route("*", "/{tail:.*}", handler.handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.host, self.port, ssl_context=certs.server_context(), backlog=512
+        )
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1]
+        self.url = f"https://{self.host}:{self.port}"
+        handler.address = f"{self.host}:{self.port}"
+        kubeconfig.write(self.kubeconfig, self.url, certs.ca_cert.read_bytes(), self.token)
+        log.info("API server listening on %s; kubeconfig %s", self.url, self.kubeconfig)
+        return self
+
+    async def stop(self) -> None:
+        if self._gc_task is not None:
+            self._gc_task.cancel()
+        for watchers in self.store.watchers.values():
+            for watcher in list(watchers):
+                watcher.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    async def __aenter__(self) -> ApiServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

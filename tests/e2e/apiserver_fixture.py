@@ -1,0 +1,225 @@
+"""The sandbox API server as a pytest fixture, plus helpers for tests that talk to it.
+
+Usage, in any test module under tests/e2e (this directory is on sys.path when
+pytest runs with its default import mode, as `make test` does):
+
+    from apiserver_fixture import apiserver  # noqa: F401  (the session-scoped fixture)
+
+    def test_something(apiserver):
+        subprocess.run(["kubectl", "--kubeconfig", str(apiserver.kubeconfig), "get", "ns"], check=True)
+        # or: kubernetes.config.load_kube_config(config_file=str(apiserver.kubeconfig))
+        # or: KUBECONFIG=apiserver.kubeconfig for kopf and other subprocesses
+
+`apiserver` is one server process for the whole session (`.kubeconfig`, `.url`,
+`.token`), so tests must use their own namespaces or names. `start_process()` gives
+a private one with other flags (e.g. a short watch history).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from jibri_sandbox.apiserver.testing import RunningApiServer, start_process
+
+__all__ = [
+    "GIZMO_CRD",
+    "KOPF_PEERING_CRDS",
+    "WIDGET_CRD",
+    "Kubectl",
+    "apiserver",
+    "start_process",
+    "wait_for",
+]
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiServer]:
+    server = start_process(tmp_path_factory.mktemp("apiserver"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def wait_for(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Kubectl:
+    """The real kubectl binary against a server, with a private discovery cache."""
+
+    def __init__(self, server: RunningApiServer, cache_dir: Path, namespace: str = "default"):
+        self.base = [
+            "kubectl",
+            "--kubeconfig",
+            str(server.kubeconfig),
+            "--cache-dir",
+            str(cache_dir),
+            "-n",
+            namespace,
+        ]
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [*self.base, *args], input=stdin, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def __call__(self, *args: str, stdin: str | None = None) -> str:
+        return self.run(*args, stdin=stdin).stdout
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*self.base, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+
+def crd_names(doc: str) -> list[str]:
+    import yaml
+
+    return [d["metadata"]["name"] for d in yaml.safe_load_all(doc) if d]
+
+
+def as_objects(doc: str) -> list[dict[str, Any]]:
+    import yaml
+
+    return [d for d in yaml.safe_load_all(doc) if d]
+
+
+WIDGET_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.test.example.com
+spec:
+  group: test.example.com
+  scope: Namespaced
+  names:
+    kind: Widget
+    plural: widgets
+    singular: widget
+    shortNames: [wd]
+    categories: [gadgets]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+    additionalPrinterColumns:
+    - {name: Mode, type: string, jsonPath: .spec.mode}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Phase, type: string, jsonPath: .status.phase}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        description: A Widget is a test gadget.
+        properties:
+          spec:
+            type: object
+            description: What the widget should be.
+            required: [room]
+            x-kubernetes-validations:
+            - rule: "self.mode != 'stream' || has(self.streamKey)"
+              message: streamKey is required in stream mode
+            - rule: "self.room == oldSelf.room"
+              message: room is immutable
+            properties:
+              room: {type: string, description: The room the widget joins., pattern: '^[a-z0-9-]+$', maxLength: 40}
+              mode: {type: string, description: How the widget records., enum: [file, stream], default: file}
+              replicas: {type: integer, minimum: 0, maximum: 10, default: 1}
+              streamKey: {type: string}
+              tags: {type: array, items: {type: string}}
+              extra: {type: object, x-kubernetes-preserve-unknown-fields: true}
+          status:
+            type: object
+            properties:
+              phase: {type: string}
+              replicas: {type: integer}
+              selector: {type: string}
+"""
+
+GIZMO_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gizmos.test.example.com
+spec:
+  group: test.example.com
+  scope: Cluster
+  names: {kind: Gizmo, plural: gizmos, singular: gizmo, categories: [gadgets]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+# kopf's own peering CRDs (as in kopf's docs, peering.yaml).
+KOPF_PEERING_CRDS = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: clusterkopfpeerings.kopf.dev
+spec:
+  scope: Cluster
+  group: kopf.dev
+  names: {kind: ClusterKopfPeering, plural: clusterkopfpeerings, singular: clusterkopfpeering}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          status: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: kopfpeerings.kopf.dev
+spec:
+  scope: Namespaced
+  group: kopf.dev
+  names: {kind: KopfPeering, plural: kopfpeerings, singular: kopfpeering}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          status: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
