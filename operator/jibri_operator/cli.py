@@ -1,17 +1,51 @@
-"""`jibri-operator`: the operator's command line."""
+"""`jibri-operator`: the operator's command line.
+
+``jibri-operator run`` connects with ``--kubeconfig``, ``$KUBECONFIG``,
+``~/.kube/config`` or the in-cluster service account, in that order, and
+watches one namespace (``-n``, repeatable) or all of them (``-A``, the default).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
 import sys
 
 from jibri_operator import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jibri-operator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="jibri-operator", description="Run Jitsi Jibri fleets on Kubernetes."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("version", help="print the version")
+    run = commands.add_parser("run", help="run the operator")
+    run.add_argument(
+        "--kubeconfig", help="path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)"
+    )
+    run.add_argument(
+        "--nickname", help="brewery nickname (default: jibri-operator-$POD_NAME or the host name)"
+    )
+    run.add_argument(
+        "--metrics-port", type=int, default=8080, help="port for /metrics, /healthz, /readyz (0: off)"
+    )
+    run.add_argument("--metrics-host", default="0.0.0.0", help="address for the probes and metrics")  # noqa: S104
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="coordinate replicas through this kopf peering object (default: standalone)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
 
@@ -19,6 +53,31 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "version":
         print(__version__)
+        return 0
+    from jibri_operator.controllers.operator import OperatorOptions, run_operator
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    options = OperatorOptions(
+        kubeconfig=args.kubeconfig,
+        namespaces=list(args.namespace),
+        nickname=args.nickname,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port or None,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run_operator(options, stop)
+
+    asyncio.run(run())
     return 0
 
 

@@ -1,0 +1,225 @@
+"""XmppEnvironment: one brewery connection per environment, and its status.
+
+A kopf daemon per environment builds the connection settings from the spec
+and its Secrets, keeps one :class:`BreweryClient` running, reconnects it when
+the spec or a Secret it reads changes, and writes what it sees to status
+(connected, Jibri counts, Connected and Ready conditions). Presence itself
+flows from the client straight into the hub, not through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from typing import Any, Final
+
+import kopf
+
+from jibri_operator import metrics
+from jibri_operator.api.conditions import ConditionStatus, set_condition
+from jibri_operator.api.constants import PLURAL_ENVIRONMENT
+from jibri_operator.api.secret import Secret
+from jibri_operator.controllers.hub import EnvironmentLink, EnvKey, Hub, env_label
+from jibri_operator.kube.client import SecretMissing
+from jibri_operator.xmpp.brewery import BreweryClient, BreweryConfig
+
+log = logging.getLogger(__name__)
+
+STATUS_COALESCE: Final = 0.2  # many presences in a burst become one status write
+RECHECK: Final = 30.0  # re-read Secrets and refresh status at least this often
+SECRET_RETRY: Final = 5.0
+
+
+class EnvironmentRunner:
+    def __init__(
+        self, hub: Hub, body: kopf.Body, logger: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> None:
+        self.hub = hub
+        self.body = body
+        self.logger = logger
+        self.key: EnvKey = (body.metadata.namespace or "default", body.metadata.name or "")
+        self.link: EnvironmentLink = hub.link(self.key)
+        self.poked = asyncio.Event()
+        self._ca_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._problem: tuple[str, str] | None = None
+        self._last_status: dict[str, Any] | None = None
+        self.conditions: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
+
+    async def run(self, stopped: kopf.DaemonStopped) -> None:
+        try:
+            while not stopped:
+                await self._reconcile_connection()
+                await self._write_status()
+                await self._wait(stopped)
+        finally:
+            await self.hub.drop_link(self.key)
+            if self._ca_dir is not None:
+                self._ca_dir.cleanup()
+            self._clear_metrics()
+
+    async def _wait(self, stopped: kopf.DaemonStopped) -> None:
+        waiters = [
+            asyncio.create_task(self.link.status_dirty.wait()),
+            asyncio.create_task(self.poked.wait()),
+            asyncio.ensure_future(stopped.wait()),
+        ]
+        timeout = SECRET_RETRY if self._problem else RECHECK
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        if self.link.status_dirty.is_set() and not stopped:
+            await asyncio.sleep(STATUS_COALESCE)
+        self.link.status_dirty.clear()
+        self.poked.clear()
+
+    # -- the connection ---------------------------------------------------------------------
+
+    async def _reconcile_connection(self) -> None:
+        spec = self.body.spec
+        try:
+            config = await self._config(spec)
+        except SecretMissing as error:
+            await self._problem_found("SecretNotFound", str(error))
+            return
+        except ValueError as error:
+            await self._problem_found("InvalidSpec", str(error))
+            return
+        self._problem = None
+        methods = frozenset(spec.get("recordingMethods") or ("file", "stream"))
+        self.link.recording_methods = methods
+        fingerprint = self._fingerprint(config)
+        if fingerprint == self.link.fingerprint and self.link.client is not None:
+            return
+        if self.link.client is not None:
+            await self.link.client.stop()
+            self.logger.info("configuration changed; reconnecting")
+        self.link.fingerprint = fingerprint
+        self.link.client = BreweryClient(config, self.link)
+        await self.link.client.start()
+        kopf.info(
+            self.body,
+            reason="Connecting",
+            message=f"connecting to {config.host}:{config.port} as {config.jid}",
+        )
+
+    async def _problem_found(self, reason: str, message: str) -> None:
+        if self._problem != (reason, message):
+            kopf.warn(self.body, reason=reason, message=message)
+            self.logger.warning(f"{reason}: {message}")
+        self._problem = (reason, message)
+
+    async def _config(self, spec: Any) -> BreweryConfig:
+        namespace = self.key[0]
+        login = spec.get("controlLogin") or {}
+        ref = login.get("secretRef") or {}
+        username_key = ref.get("usernameKey", "username")
+        password_key = ref.get("passwordKey", "password")
+        values = await self.hub.kube.read_secret_keys(
+            namespace, ref.get("name", ""), [username_key, password_key]
+        )
+        username = values[username_key].reveal()
+        jid = username if "@" in username else f"{username}@{login.get('domain') or spec['domain']}"
+        tls = spec.get("tls") or {}
+        ca_file = None
+        if tls.get("caSecretRef"):
+            ca_ref = tls["caSecretRef"]
+            ca = await self.hub.kube.read_secret(namespace, ca_ref["name"], ca_ref.get("key", "ca.crt"))
+            ca_file = self._write_ca(ca)
+        server = spec.get("server") or {}
+        return BreweryConfig(
+            name=env_label(self.key),
+            jid=jid,
+            password=values[password_key],
+            room=spec["brewery"],
+            nickname=spec.get("nickname") or self.hub.nickname,
+            host=server.get("host"),
+            port=int(server.get("port", 5222)),
+            ca_file=ca_file,
+            allow_plaintext=not tls.get("required", True),
+        )
+
+    def _write_ca(self, ca: Secret) -> str:
+        """slixmpp verifies against a file, so the CA from the Secret is written to a private one."""
+        if self._ca_dir is None:
+            self._ca_dir = tempfile.TemporaryDirectory(prefix="jibri-operator-ca-")
+        path = os.path.join(self._ca_dir.name, "ca.crt")
+        with open(path, "w", encoding="ascii") as handle:
+            handle.write(ca.reveal())
+        return path
+
+    @staticmethod
+    def _fingerprint(config: BreweryConfig) -> str:
+        ca = open(config.ca_file, "rb").read() if config.ca_file else b""  # noqa: SIM115
+        parts = [
+            config.jid,
+            config.password.reveal(),
+            config.room,
+            config.nickname,
+            str(config.host),
+            str(config.port),
+        ]
+        parts += [str(config.allow_plaintext), hashlib.sha256(ca).hexdigest()]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+    # -- status ------------------------------------------------------------------------------------
+
+    async def _write_status(self) -> None:
+        client = self.link.client
+        joined = client is not None and client.joined
+        counts = self.hub.registry.counts(env_label(self.key))
+        generation = self.body.metadata.get("generation")
+        connected: tuple[ConditionStatus, str, str]
+        ready: tuple[ConditionStatus, str, str]
+        if self._problem is not None:
+            connected = ("False", self._problem[0], self._problem[1])
+        elif joined and client is not None:
+            connected = ("True", "Joined", f"in brewery {client.config.room} as {client.config.nickname}")
+        elif client is not None and client.last_error:
+            connected = ("False", "Disconnected", client.last_error)
+        else:
+            connected = ("False", "Connecting", "connecting to the XMPP server")
+        if not joined:
+            ready = ("False", "NotConnected", "the brewery is not joined")
+        elif counts.idle:
+            ready = ("True", "JibrisAvailable", f"{counts.idle} idle Jibri(s)")
+        else:
+            ready = ("False", "NoIdleJibri", f"{counts.total} Jibri(s), none idle")
+        conditions = set_condition(
+            self.conditions, "Connected", connected[0], connected[1], connected[2], generation
+        )
+        conditions = set_condition(conditions, "Ready", ready[0], ready[1], ready[2], generation)
+        status = {
+            "connected": joined,
+            "nickname": client.occupant_jid.partition("/")[2] if client is not None else None,
+            "jibris": {
+                "idle": counts.idle,
+                "busy": counts.busy,
+                "unhealthy": counts.unhealthy,
+                "total": counts.total,
+            },
+            "observedGeneration": generation,
+            "conditions": conditions,
+        }
+        labels = self.key
+        metrics.JIBRIS.labels(*labels, "idle").set(counts.idle)
+        metrics.JIBRIS.labels(*labels, "busy").set(counts.busy)
+        metrics.JIBRIS.labels(*labels, "unhealthy").set(counts.unhealthy)
+        if status == self._last_status:
+            return
+        if self._last_status is not None and self._last_status["connected"] != joined:
+            if joined:
+                kopf.info(self.body, reason="Connected", message=connected[2])
+            else:
+                kopf.warn(self.body, reason="Disconnected", message=connected[2])
+        self.conditions = conditions
+        self._last_status = status
+        await self.hub.kube.patch_status(PLURAL_ENVIRONMENT, *self.key, status)
+
+    def _clear_metrics(self) -> None:
+        for state in ("idle", "busy", "unhealthy"):
+            with contextlib.suppress(KeyError):
+                metrics.JIBRIS.remove(*self.key, state)

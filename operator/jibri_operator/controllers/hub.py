@@ -1,0 +1,176 @@
+"""The operator's shared runtime: brewery links, the registry, and who waits on what.
+
+Presence flows in from each environment's brewery client into the fleet
+registry; a change that frees a Jibri wakes the sessions waiting in that
+environment at once (no polling). Reports from a Jibri are routed to the
+session that runs on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from jibri_operator import metrics
+from jibri_operator.fleet.registry import Observation, Registry
+from jibri_operator.kube.client import Kube
+from jibri_operator.xmpp.brewery import BreweryClient, BreweryListener
+from jibri_operator.xmpp.stanzas import JibriPresence, StatusUpdate
+
+log = logging.getLogger(__name__)
+
+EnvKey = tuple[str, str]  # (namespace, name) of an XmppEnvironment
+
+
+@dataclass(frozen=True)
+class JibriReport:
+    update: StatusUpdate
+
+
+@dataclass(frozen=True)
+class JibriSeen:
+    observation: Observation
+
+
+@dataclass(frozen=True)
+class BreweryLost:
+    pass
+
+
+@dataclass(frozen=True)
+class CapacityChanged:
+    """A Jibri may have become available, or the brewery was joined."""
+
+
+class SessionInbox(Protocol):
+    """A running session; the hub posts it what concerns it."""
+
+    def post(self, event: object) -> None: ...
+
+
+def env_label(key: EnvKey) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+@dataclass
+class EnvironmentLink(BreweryListener):
+    """One XmppEnvironment's live connection and what it feeds."""
+
+    key: EnvKey
+    hub: Hub
+    client: BreweryClient | None = None
+    fingerprint: str = ""
+    recording_methods: frozenset[str] = frozenset({"file", "stream"})
+    status_dirty: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def jibri_changed(self, presence: JibriPresence) -> None:
+        observation = Observation(
+            environment=env_label(self.key),
+            occupant=presence.occupant,
+            nickname=presence.nickname,
+            busy=presence.busy,
+            health=presence.health,
+            dialect=presence.dialect,
+            present=not presence.unavailable,
+        )
+        self.hub.observe(self.key, observation)
+        self.status_dirty.set()
+
+    def jibri_report(self, occupant: str, update: StatusUpdate) -> None:
+        self.hub.route_report(self.key, occupant, update)
+
+    def connection_changed(self, joined: bool, reason: str) -> None:
+        metrics.BREWERY_JOINED.labels(*self.key).set(1 if joined else 0)
+        if not joined:
+            if self.client is not None and self.client.reconnects:
+                metrics.BREWERY_RECONNECTS.labels(*self.key).inc()
+            self.hub.brewery_lost(self.key)
+        else:
+            self.hub.wake(self.key)
+        self.status_dirty.set()
+
+
+class Hub:
+    """Shared state of one operator process. Everything here runs in one event loop."""
+
+    def __init__(self, kube: Kube, nickname: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.kube = kube
+        self.nickname = nickname
+        self.clock = clock
+        self.registry = Registry()
+        self.links: dict[EnvKey, EnvironmentLink] = {}
+        self._waiting: dict[EnvKey, set[SessionInbox]] = {}
+        self._running_on: dict[tuple[EnvKey, str], SessionInbox] = {}
+
+    # -- environments -------------------------------------------------------------
+
+    def link(self, key: EnvKey) -> EnvironmentLink:
+        if key not in self.links:
+            self.links[key] = EnvironmentLink(key, self)
+        return self.links[key]
+
+    def client(self, key: EnvKey) -> BreweryClient | None:
+        link = self.links.get(key)
+        return link.client if link is not None else None
+
+    async def drop_link(self, key: EnvKey) -> None:
+        link = self.links.pop(key, None)
+        if link is not None and link.client is not None:
+            await link.client.stop()
+        self.registry.forget_environment(env_label(key))
+        self.brewery_lost(key)
+        self.wake(key)
+
+    # -- presence and reports ---------------------------------------------------------
+
+    def observe(self, key: EnvKey, observation: Observation) -> None:
+        change = self.registry.observe(observation, self.clock())
+        inbox = self._running_on.get((key, observation.occupant))
+        if inbox is not None:
+            inbox.post(JibriSeen(observation))
+        if change.freed:
+            self.wake(key)
+
+    def route_report(self, key: EnvKey, occupant: str, update: StatusUpdate) -> None:
+        inbox = self._running_on.get((key, occupant))
+        if inbox is None:
+            log.info("report from %s in %s for no session of ours; ignored", occupant, env_label(key))
+            return
+        inbox.post(JibriReport(update))
+
+    def brewery_lost(self, key: EnvKey) -> None:
+        for (env, _), inbox in list(self._running_on.items()):
+            if env == key:
+                inbox.post(BreweryLost())
+
+    def attach(self, key: EnvKey, occupant: str, inbox: SessionInbox) -> None:
+        """Route what ``occupant`` says to ``inbox`` until :meth:`detach`."""
+        self._running_on[(key, occupant)] = inbox
+
+    def detach(self, key: EnvKey, occupant: str, inbox: SessionInbox) -> None:
+        if self._running_on.get((key, occupant)) is inbox:
+            del self._running_on[(key, occupant)]
+
+    def runs_on(self, key: EnvKey, occupant: str) -> bool:
+        return (key, occupant) in self._running_on
+
+    # -- waiting for capacity -----------------------------------------------------------
+
+    def wait(self, key: EnvKey, inbox: SessionInbox) -> None:
+        """Post :class:`CapacityChanged` to ``inbox`` whenever ``key`` may have a Jibri for it."""
+        self._waiting.setdefault(key, set()).add(inbox)
+
+    def unwait(self, key: EnvKey, inbox: SessionInbox) -> None:
+        self._waiting.get(key, set()).discard(inbox)
+
+    def waiting(self, key: EnvKey) -> int:
+        return len(self._waiting.get(key, ()))
+
+    def wake(self, key: EnvKey) -> None:
+        """Something changed in ``key`` that may let a waiting session start."""
+        for inbox in list(self._waiting.get(key, ())):
+            inbox.post(CapacityChanged())

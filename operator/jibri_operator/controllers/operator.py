@@ -1,0 +1,176 @@
+"""Wiring: kopf handlers, settings, probes and metrics for one operator process.
+
+Handlers live in an explicit :class:`kopf.OperatorRegistry` built here, not in
+kopf's global one, so tests can run several operators in one process and
+every handler reaches the shared :class:`Hub` through a closure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from jibri_operator import metrics
+from jibri_operator.api.constants import FINALIZER, GROUP, PLURAL_ENVIRONMENT, PLURAL_SESSION, VERSION
+from jibri_operator.controllers.environments import EnvironmentRunner
+from jibri_operator.controllers.hub import Hub
+from jibri_operator.controllers.sessions import Poke, SessionRunner
+from jibri_operator.kube.client import Kube, load_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OperatorOptions:
+    kubeconfig: str | None = None
+    namespaces: list[str] = field(default_factory=list)  # empty: all namespaces
+    nickname: str | None = None
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from outside the pod
+    metrics_port: int | None = 8080
+    standalone: bool = True
+    peering_name: str | None = None
+    executor_threads: int = 32
+
+
+def default_nickname() -> str:
+    """Stable across restarts of the same pod, so Jibris' reports reach the restarted operator."""
+    return "jibri-operator-" + (os.environ.get("POD_NAME") or socket.gethostname())
+
+
+def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.persistence.finalizer = FINALIZER
+    # Keep kopf's bookkeeping out of status: the CRD schema owns status and would prune it.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    # Sessions should start within milliseconds of their creation: kopf must not hold
+    # events back, and watches must be re-established promptly after a server timeout.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    settings.batching.worker_limit = None
+    settings.scanning.disabled = True  # the CRDs are known; no need to watch CRD changes
+    if options.standalone:
+        settings.peering.standalone = True
+    else:
+        settings.peering.name = options.peering_name or "jibri-operator"
+        settings.peering.mandatory = True
+    return settings
+
+
+def build_registry(hub: Hub) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    sessions: dict[str, SessionRunner] = {}
+    environments: dict[tuple[str, str], EnvironmentRunner] = {}
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.daemon(GROUP, VERSION, PLURAL_ENVIRONMENT, registry=registry, cancellation_timeout=30)
+    async def environment_daemon(
+        body: kopf.Body,
+        stopped: kopf.DaemonStopped,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        **_: Any,
+    ) -> None:
+        runner = EnvironmentRunner(hub, body, logger)
+        environments[runner.key] = runner
+        try:
+            await runner.run(stopped)
+        finally:
+            environments.pop(runner.key, None)
+
+    @kopf.on.update(GROUP, VERSION, PLURAL_ENVIRONMENT, field="spec", registry=registry)
+    def environment_changed(*, namespace: str | None, name: str, **_: Any) -> None:
+        runner = environments.get((namespace or "default", name))
+        if runner is not None:
+            runner.poked.set()
+
+    @kopf.daemon(GROUP, VERSION, PLURAL_SESSION, registry=registry, cancellation_timeout=60)
+    async def session_daemon(
+        body: kopf.Body,
+        stopped: kopf.DaemonStopped,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        **_: Any,
+    ) -> None:
+        runner = SessionRunner(hub, body, logger)
+        sessions[runner.uid] = runner
+        try:
+            await runner.run(stopped)
+        finally:
+            sessions.pop(runner.uid, None)
+
+    @kopf.on.update(GROUP, VERSION, PLURAL_SESSION, field="spec", registry=registry)
+    def session_changed(*, uid: str, **_: Any) -> None:
+        runner = sessions.get(uid)
+        if runner is not None:
+            runner.post(Poke())
+
+    return registry
+
+
+async def serve_probes(options: OperatorOptions, ready: asyncio.Event) -> web.AppRunner | None:
+    """/metrics, /healthz (the loop answers) and /readyz (kopf is up) on one port."""
+    if options.metrics_port is None:
+        return None
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.Response(text="ready") if ready.is_set() else web.Response(status=503, text="starting")
+
+    app = web.Application()
+    app.add_routes(
+        [web.get("/metrics", metrics_view), web.get("/healthz", healthz), web.get("/readyz", readyz)]
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, options.metrics_host, options.metrics_port).start()
+    return runner
+
+
+async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (or forever). Works on a real cluster unchanged."""
+    if options.kubeconfig:
+        os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's login reads it too
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(options.executor_threads, "kube"))
+    kube = Kube(load_config(options.kubeconfig))
+    hub = Hub(kube, options.nickname or default_nickname())
+    ready_flag = asyncio.Event()
+    probes = await serve_probes(options, ready_flag)
+    try:
+        await kopf.operator(
+            registry=build_registry(hub),
+            settings=build_settings(options),
+            clusterwide=not options.namespaces,
+            namespaces=options.namespaces,
+            standalone=options.standalone,
+            stop_flag=stop,
+            ready_flag=ready_flag,
+        )
+    finally:
+        for key in list(hub.links):
+            await hub.drop_link(key)
+        if probes is not None:
+            await probes.cleanup()

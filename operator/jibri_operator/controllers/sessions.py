@@ -1,0 +1,629 @@
+"""RecordingSession: from `kubectl apply` to a running recording, and back.
+
+One :class:`SessionRunner` per session runs as a kopf daemon. Everything that
+concerns it (its Jibri's reports and presence, free capacity in its
+environment, a stop request, its deletion) arrives as an event in one queue,
+so the flow below reads top to bottom:
+
+1. schedule: pick an idle Jibri (fleet.Registry), write the choice to status
+   *before* sending start (so a restart knows where it may be recording),
+   send start in the Jibri's dialect, read the answer: busy -> pick again at
+   once; retry -> another Jibri, up to maxAttempts; failed -> Failed;
+   accepted -> follow.
+2. follow: pending -> on (Recording) -> off (Completed, or Failed, or retry);
+   the Jibri leaving, a pending timeout or maxDuration are handled as Jicofo
+   does.
+3. stop: spec.stop or deletion sends stop and waits for off, with a timeout
+   so a vanished Jibri cannot block deletion.
+
+On operator restart the runner resumes from status: it waits for the
+brewery, then adopts the Jibri named in status if that Jibri is busy, and
+otherwise concludes what happened while it was away. The session_id is the
+object's UID, so every attempt and restart speaks of the same session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import kopf
+
+from jibri_operator import metrics
+from jibri_operator.api.conditions import now_rfc3339, set_condition
+from jibri_operator.api.constants import PLURAL_SESSION
+from jibri_operator.api.durations import parse_duration
+from jibri_operator.api.secret import Secret
+from jibri_operator.api.types import BusyStatus, Dialect, FailureReason, Phase, RecordingMode, RecordingStatus
+from jibri_operator.controllers.hub import (
+    BreweryLost,
+    CapacityChanged,
+    EnvKey,
+    Hub,
+    JibriReport,
+    JibriSeen,
+    env_label,
+)
+from jibri_operator.fleet.registry import Observation
+from jibri_operator.kube.client import SecretMissing
+from jibri_operator.xmpp.brewery import BreweryClient, BreweryError
+from jibri_operator.xmpp.stanzas import (
+    MalformedStanza,
+    StartOutcome,
+    StartRequest,
+    StatusUpdate,
+    classify_start_reply,
+)
+
+log = logging.getLogger(__name__)
+
+TERMINAL: Final = frozenset({Phase.COMPLETED.value, Phase.FAILED.value})
+STOP_TIMEOUT: Final = 30.0  # how long deletion waits for a Jibri to confirm it stopped
+RECHECK: Final = 30.0  # a safety net: re-evaluate a waiting session even without events
+SECRET_RECHECK: Final = 5.0
+
+
+@dataclass(frozen=True)
+class Poke:
+    """The spec changed (e.g. stop: true)."""
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """kopf stops the daemon: the object is being deleted, or the operator exits."""
+
+    deleted: bool
+
+
+@dataclass
+class Current:
+    """The Jibri this session runs on."""
+
+    observation: Observation
+    seen_busy: bool = False
+    recording_since: float | None = None  # monotonic time of the `on` report
+
+    @property
+    def recording(self) -> bool:
+        return self.recording_since is not None
+
+
+class SessionEnded(Exception):
+    """Unwinds the runner once a terminal phase is written."""
+
+
+class SessionRunner:
+    def __init__(
+        self, hub: Hub, body: kopf.Body, logger: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> None:
+        self.hub = hub
+        self.body = body  # kopf keeps it live: spec changes show here
+        self.logger = logger
+        self.namespace: str = body.metadata.namespace or "default"
+        self.name: str = body.metadata.name or ""
+        self.uid: str = body.metadata.uid or ""
+        self.status: dict[str, Any] = dict(body.get("status") or {})
+        self.env_key: EnvKey = (self.namespace, str(body.spec.get("environment", "")))
+        self.env = env_label(self.env_key)
+        self.events: asyncio.Queue[object] = asyncio.Queue()
+        self.current: Current | None = None
+        self.tried: set[str] = set()
+        self.deleting = False
+        self.exiting = False
+
+    # -- the hub's side --------------------------------------------------------------
+
+    def post(self, event: object) -> None:
+        self.events.put_nowait(event)
+
+    # -- spec ------------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> Any:
+        return self.body.spec
+
+    @property
+    def mode(self) -> RecordingMode:
+        return RecordingMode(self.spec.get("mode", "file"))
+
+    @property
+    def session_id(self) -> str:
+        return str(self.status.get("sessionId") or self.uid)
+
+    def stop_requested(self) -> bool:
+        return self.deleting or bool(self.spec.get("stop", False))
+
+    def _seconds(self, field: str, default: float | None) -> float | None:
+        value = self.spec.get(field)
+        return parse_duration(value) if value else default
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(self, stopped: kopf.DaemonStopped) -> None:
+        watcher = asyncio.create_task(self._watch_stopped(stopped))
+        try:
+            if self.status.get("phase") in TERMINAL:
+                return
+            if not self.status.get("sessionId"):
+                await self.save(sessionId=self.session_id)
+            await self._resume()
+            while True:
+                if self.current is None:
+                    await self._schedule()
+                else:
+                    await self._follow()
+        except SessionEnded:
+            pass
+        finally:
+            watcher.cancel()
+            self._release()
+            metrics.WAITING_SESSIONS.labels(*self.env_key).set(self.hub.waiting(self.env_key))
+
+    async def _watch_stopped(self, stopped: kopf.DaemonStopped) -> None:
+        await stopped.wait()
+        reason = stopped.reason
+        deleted = reason is not None and bool(reason & kopf.DaemonStoppingReason.RESOURCE_DELETED)
+        self.post(Stopped(deleted=deleted))
+
+    async def _next_event(self, timeout: float | None) -> object | None:
+        """The next event, or None after ``timeout``. Stop events are absorbed into flags."""
+        try:
+            event = await asyncio.wait_for(self.events.get(), timeout)
+        except TimeoutError:
+            return None
+        if isinstance(event, Stopped):
+            self.deleting = self.deleting or event.deleted
+            self.exiting = not event.deleted
+            if self.exiting:
+                raise SessionEnded  # the operator exits: leave status as it is, a restart resumes
+        return event
+
+    # -- resuming after a restart ------------------------------------------------------
+
+    async def _resume(self) -> None:
+        jibri = self.status.get("jibri") or {}
+        phase = self.status.get("phase")
+        occupant = jibri.get("occupant")
+        if not occupant or phase not in (Phase.STARTING.value, Phase.RECORDING.value, Phase.STOPPING.value):
+            return
+        await self._wait_joined()
+        observation = self.hub.registry.get(self.env, occupant)
+        if observation is None:
+            await self._event(
+                "JibriLeft",
+                f"Jibri {jibri.get('nickname')} left the brewery while the operator was away",
+                warning=True,
+            )
+            await self._retry_or_fail("JibriLeft", record_failure=False)
+            return
+        if observation.busy is BusyStatus.BUSY:
+            since = self.hub.clock() if phase == Phase.RECORDING.value else None
+            self.current = Current(observation, seen_busy=True, recording_since=since)
+            self.hub.attach(self.env_key, occupant, self)
+            self.logger.info(f"resumed following {observation.nickname}")
+            return
+        if phase == Phase.STARTING.value:
+            return  # the start never took (or ended at once): schedule again, same session_id
+        await self._finish(Phase.COMPLETED, "Completed", "the recording ended while the operator was away")
+
+    async def _wait_joined(self) -> BreweryClient:
+        """The environment's client once it has joined (and so knows every Jibri)."""
+        while True:
+            client = self.hub.client(self.env_key)
+            if client is not None and client.joined:
+                self.hub.unwait(self.env_key, self)
+                return client
+            self.hub.wait(self.env_key, self)
+            await self._maybe_stop_while_unassigned()
+            await self._next_event(RECHECK)
+
+    async def _maybe_stop_while_unassigned(self) -> None:
+        if self.stop_requested() and self.current is None:
+            await self._finish(
+                Phase.COMPLETED, "StoppedBeforeStart", "stopped before any Jibri started recording"
+            )
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    async def _schedule(self) -> None:
+        busy_this_round: set[str] = set()
+        while self.current is None:
+            await self._maybe_stop_while_unassigned()
+            if int(self.status.get("attempts", 0)) >= int(self.spec.get("maxAttempts", 5)):
+                await self._finish(
+                    Phase.FAILED,
+                    "MaxAttemptsReached",
+                    f"{self.status.get('attempts')} Jibris failed to record this session",
+                )
+            link = self.hub.links.get(self.env_key)
+            client = link.client if link is not None else None
+            if link is None or client is None or not client.joined:
+                reason = "EnvironmentNotFound" if link is None else "EnvironmentNotConnected"
+                await self._pending(
+                    reason, f"XmppEnvironment {self.env_key[1]} is not connected to its brewery"
+                )
+                continue
+            if self.mode.value not in link.recording_methods:
+                await self._finish(
+                    Phase.FAILED,
+                    "ModeNotOffered",
+                    f"environment {self.env_key[1]} does not offer {self.mode.value} recording",
+                )
+            if self.mode is RecordingMode.STREAM and client.config.allow_plaintext:
+                await self._finish(
+                    Phase.FAILED,
+                    "InsecureTransport",
+                    "stream keys are only sent over TLS; the environment allows plaintext",
+                )
+            request = await self._start_request()
+            if request is None:
+                continue
+            now = self.hub.clock()
+            exclude = self.tried | busy_this_round
+            choice = self.hub.registry.select(self.env, self.mode, self.uid, now, exclude=exclude)
+            if choice is None and self.tried:
+                choice = self.hub.registry.select(self.env, self.mode, self.uid, now, exclude=busy_this_round)
+            if choice is None:
+                busy_this_round.clear()
+                await self._pending(
+                    "NoIdleJibri", f"no idle Jibri in environment {self.env_key[1]}; waiting for one"
+                )
+                continue
+            outcome = await self._try_start(client, choice, request)
+            if outcome is StartOutcome.BUSY:
+                busy_this_round.add(choice.occupant)
+
+    async def _pending(self, reason: str, message: str) -> None:
+        """Wait in Pending until something changes in the environment."""
+        if self.status.get("phase") != Phase.PENDING.value or self._condition_reason("Scheduled") != reason:
+            await self.save(
+                phase=Phase.PENDING.value,
+                conditions=self._conditions("Scheduled", "False", reason, message),
+            )
+            if reason != "NoIdleJibri" or self.status.get("attempts"):
+                await self._event(reason, message, warning=reason != "NoIdleJibri")
+        self.hub.wait(self.env_key, self)
+        metrics.WAITING_SESSIONS.labels(*self.env_key).set(self.hub.waiting(self.env_key))
+        deadline = self.hub.registry.next_deadline(self.hub.clock())
+        timeout = RECHECK if deadline is None else max(0.0, min(RECHECK, deadline - self.hub.clock()))
+        while True:
+            event = await self._next_event(timeout)
+            if event is None or isinstance(event, (CapacityChanged, Poke)):
+                break
+        self.hub.unwait(self.env_key, self)
+        metrics.WAITING_SESSIONS.labels(*self.env_key).set(self.hub.waiting(self.env_key))
+
+    async def _start_request(self) -> StartRequest | None:
+        """The start fields; the stream key is read now, at the last moment."""
+        spec = self.spec
+        stream_key: Secret | None = None
+        if self.mode is RecordingMode.STREAM:
+            ref = spec.get("streamKeySecretRef") or {}
+            try:
+                stream_key = await self.hub.kube.read_secret(
+                    self.namespace, ref.get("name", ""), ref.get("key", "streamKey")
+                )
+            except SecretMissing as error:
+                await self._pending_for(SECRET_RECHECK, "StreamKeyMissing", str(error))
+                return None
+        app_data = spec.get("appData")
+        return StartRequest(
+            room=spec["room"],
+            mode=self.mode,
+            session_id=self.session_id,
+            stream_key=stream_key,
+            youtube_broadcast_id=spec.get("youtubeBroadcastId"),
+            app_data=json.dumps(dict(app_data), separators=(",", ":")) if app_data else None,
+            display_name=spec.get("displayName"),
+            sip_address=spec.get("sipAddress"),
+        )
+
+    async def _pending_for(self, seconds: float, reason: str, message: str) -> None:
+        if self._condition_reason("Scheduled") != reason:
+            await self.save(
+                phase=Phase.PENDING.value, conditions=self._conditions("Scheduled", "False", reason, message)
+            )
+            await self._event(reason, message, warning=True)
+        event = await self._next_event(seconds)
+        del event
+
+    async def _try_start(
+        self, client: BreweryClient, choice: Observation, request: StartRequest
+    ) -> StartOutcome:
+        # Write-ahead: a restart must know where this session may be recording.
+        await self.save(
+            phase=Phase.STARTING.value,
+            jibri=self._jibri_status(choice),
+            conditions=self._conditions("Scheduled", "True", "JibriSelected", f"selected {choice.nickname}"),
+        )
+        self.hub.attach(self.env_key, choice.occupant, self)
+        await self._event("Selected", f"selected Jibri {choice.nickname} ({choice.dialect.value} dialect)")
+        labels = (self.namespace, self.env_key[1])
+        try:
+            reply = await client.start_recording(choice.occupant, request, choice.dialect)
+            outcome = classify_start_reply(reply)
+            detail = ""
+            if isinstance(reply, StatusUpdate) and reply.failure_reason is not None:
+                detail = reply.failure_reason.value
+        except (BreweryError, MalformedStanza) as error:
+            outcome, detail = StartOutcome.RETRY, str(error)
+            metrics.START_ANSWERS.labels(*labels, "timeout").inc()
+        else:
+            metrics.START_ANSWERS.labels(*labels, outcome.value).inc()
+        if outcome is StartOutcome.ACCEPTED:
+            self.current = Current(choice)
+            self.tried.add(choice.occupant)
+            created = self.body.metadata.get("creationTimestamp")
+            if created:
+                started = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                metrics.ASSIGN_SECONDS.labels(self.namespace).observe(
+                    max(0.0, (datetime.now(UTC) - started).total_seconds())
+                )
+            await self.save(attempts=int(self.status.get("attempts", 0)) + 1)
+            await self._event("Started", f"Jibri {choice.nickname} accepted the session")
+            return outcome
+        self._release(choice.occupant)
+        if outcome is StartOutcome.BUSY:
+            await self._event(
+                "BusyRetried", f"Jibri {choice.nickname} was taken by another controller; picking another"
+            )
+            return outcome
+        self.tried.add(choice.occupant)
+        self.hub.registry.record_failure(self.env, choice.occupant, self.hub.clock())
+        await self.save(attempts=int(self.status.get("attempts", 0)) + 1)
+        if outcome is StartOutcome.RETRY:
+            await self._event(
+                "StartFailed",
+                f"Jibri {choice.nickname} could not start ({detail or 'error'}); retrying elsewhere",
+                warning=True,
+            )
+            await self.save(phase=Phase.PENDING.value, jibri=None)
+            return outcome
+        await self._finish(
+            Phase.FAILED,
+            detail or "StartRefused",
+            f"Jibri {choice.nickname} refused the session and said not to retry",
+        )
+        return outcome  # not reached: _finish raises
+
+    # -- following a recording ---------------------------------------------------------
+
+    async def _follow(self) -> None:
+        current = self.current
+        assert current is not None
+        pending_timeout = self._seconds("pendingTimeout", 90.0) or 90.0
+        max_duration = self._seconds("maxDuration", None)
+        pending_deadline = self.hub.clock() + pending_timeout
+        while self.current is current:
+            if self.stop_requested():
+                await self._stop(current)
+                return
+            now = self.hub.clock()
+            deadlines = []
+            if not current.recording:
+                deadlines.append(pending_deadline)
+            elif max_duration is not None and current.recording_since is not None:
+                deadlines.append(current.recording_since + max_duration)
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
+            event = await self._next_event(timeout)
+            if event is None:
+                if not current.recording:
+                    await self._event(
+                        "PendingTimeout",
+                        f"Jibri {current.observation.nickname} stayed pending for {pending_timeout:g}s; stopping it and retrying",
+                        warning=True,
+                    )
+                    await self._send_stop(current)
+                    await self._retry_or_fail("PendingTimeout")
+                else:
+                    await self._event("MaxDuration", "the session reached spec.maxDuration; stopping")
+                    await self._stop(current)
+                return
+            if isinstance(event, JibriReport):
+                await self._on_report(current, event.update)
+            elif isinstance(event, JibriSeen):
+                await self._on_presence(current, event.observation)
+            elif isinstance(event, BreweryLost):
+                self.logger.info("brewery connection lost; following resumes when it is back")
+
+    async def _on_report(self, current: Current, update: StatusUpdate) -> None:
+        if update.status is RecordingStatus.ON and not current.recording:
+            current.recording_since = self.hub.clock()
+            now = now_rfc3339()
+            await self.save(
+                phase=Phase.RECORDING.value,
+                startedAt=self.status.get("startedAt") or now,
+                conditions=self._conditions(
+                    "Recording", "True", "JibriReportedOn", f"{current.observation.nickname} is recording"
+                ),
+            )
+            await self._event("Recording", f"Jibri {current.observation.nickname} is recording")
+        elif update.status is RecordingStatus.OFF:
+            if update.failure_reason is FailureReason.ERROR and not self.stop_requested():
+                self.hub.registry.record_failure(self.env, current.observation.occupant, self.hub.clock())
+                if update.should_retry:
+                    await self._event(
+                        "JibriFailed",
+                        f"Jibri {current.observation.nickname} failed and asked for a retry",
+                        warning=True,
+                    )
+                    await self._retry_or_fail("error")
+                else:
+                    await self._finish(
+                        Phase.FAILED,
+                        "error",
+                        f"Jibri {current.observation.nickname} failed and said not to retry",
+                    )
+            elif update.failure_reason is not None and not self.stop_requested():
+                await self._retry_or_fail(update.failure_reason.value)
+            else:
+                await self._finish(
+                    Phase.COMPLETED,
+                    "Completed",
+                    f"Jibri {current.observation.nickname} finished the recording",
+                )
+
+    async def _on_presence(self, current: Current, observation: Observation) -> None:
+        current.observation = observation
+        if not observation.present:
+            await self._event(
+                "JibriLeft", f"Jibri {observation.nickname} left the brewery during the session", warning=True
+            )
+            if self.stop_requested():
+                await self._finish(Phase.COMPLETED, "Completed", "the Jibri left while stopping")
+            await self._retry_or_fail("JibriLeft")
+        elif observation.busy is BusyStatus.BUSY:
+            current.seen_busy = True
+        elif current.seen_busy:
+            # Back to idle without an `off` report reaching us (e.g. sent while we reconnected).
+            if current.recording or self.stop_requested():
+                await self._finish(
+                    Phase.COMPLETED,
+                    "Completed",
+                    f"Jibri {observation.nickname} is idle again: the recording ended",
+                )
+            await self._retry_or_fail("error")
+
+    async def _retry_or_fail(self, reason: str, record_failure: bool = True) -> None:
+        """Jicofo's failed-with-retry: try another Jibri unless the attempts are used up."""
+        self._release()
+        if int(self.status.get("attempts", 0)) >= int(self.spec.get("maxAttempts", 5)):
+            await self._finish(
+                Phase.FAILED, reason, f"giving up after {self.status.get('attempts')} attempts"
+            )
+        await self.save(
+            phase=Phase.PENDING.value,
+            jibri=None,
+            conditions=self._conditions("Scheduled", "False", "Retrying", f"retrying after {reason}"),
+        )
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    async def _stop(self, current: Current) -> None:
+        await self.save(phase=Phase.STOPPING.value)
+        await self._event("Stopping", f"stopping the recording on Jibri {current.observation.nickname}")
+        confirmed = await self._send_stop(current)
+        if not confirmed:
+            # Wait for the Jibri to go idle or leave, but not forever: deletion must finish.
+            deadline = self.hub.clock() + STOP_TIMEOUT
+            while self.hub.clock() < deadline:
+                event = await self._next_event(deadline - self.hub.clock())
+                if isinstance(event, JibriReport) and event.update.status is RecordingStatus.OFF:
+                    break
+                if isinstance(event, JibriSeen) and (
+                    not event.observation.present or event.observation.busy is BusyStatus.IDLE
+                ):
+                    break
+            else:
+                await self._event(
+                    "StopUnconfirmed",
+                    f"Jibri {current.observation.nickname} did not confirm the stop within {STOP_TIMEOUT:g}s",
+                    warning=True,
+                )
+        await self._finish(
+            Phase.COMPLETED, "Stopped", f"Jibri {current.observation.nickname} stopped the recording"
+        )
+
+    async def _send_stop(self, current: Current) -> bool:
+        """Send stop; True when the Jibri answered off."""
+        client = self.hub.client(self.env_key)
+        if client is None or not client.joined:
+            return False
+        dialect = current.observation.dialect
+        try:
+            reply = await client.stop_recording(
+                current.observation.occupant, dialect, self.session_id if dialect is Dialect.CURRENT else None
+            )
+        except (BreweryError, MalformedStanza) as error:
+            self.logger.warning(f"stop was not answered: {error}")
+            return False
+        return isinstance(reply, StatusUpdate) and reply.status is RecordingStatus.OFF
+
+    # -- endings and bookkeeping ------------------------------------------------------------
+
+    async def _finish(self, phase: Phase, reason: str, message: str) -> None:
+        succeeded = phase is Phase.COMPLETED
+        changes: dict[str, Any] = {
+            "phase": phase.value,
+            "endedAt": now_rfc3339(),
+            "conditions": self._conditions(
+                "Succeeded",
+                "True" if succeeded else "False",
+                reason,
+                message,
+                base=self._conditions("Recording", "False", reason, message)
+                if self._condition_status("Recording") == "True"
+                else None,
+            ),
+        }
+        if not succeeded:
+            changes["failureReason"] = reason
+        await self.save(**changes)
+        await self._event(phase.value, message, warning=not succeeded)
+        self._release()
+        raise SessionEnded
+
+    def _release(self, occupant: str | None = None) -> None:
+        self.hub.unwait(self.env_key, self)
+        target = occupant or (self.current.observation.occupant if self.current else None)
+        if target is not None:
+            self.hub.registry.release(self.env, target, self.uid)
+            self.hub.detach(self.env_key, target, self)
+        if occupant is None or (self.current and self.current.observation.occupant == occupant):
+            self.current = None
+
+    def _jibri_status(self, observation: Observation) -> dict[str, Any]:
+        return {
+            "occupant": observation.occupant,
+            "nickname": observation.nickname,
+            "dialect": observation.dialect.value,
+        }
+
+    def _condition_reason(self, type_: str) -> str | None:
+        for condition in self.status.get("conditions") or []:
+            if condition.get("type") == type_:
+                return str(condition.get("reason"))
+        return None
+
+    def _condition_status(self, type_: str) -> str | None:
+        for condition in self.status.get("conditions") or []:
+            if condition.get("type") == type_:
+                return str(condition.get("status"))
+        return None
+
+    def _conditions(
+        self, type_: str, status: Any, reason: str, message: str, base: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        generation = self.body.metadata.get("generation")
+        return set_condition(
+            base if base is not None else self.status.get("conditions"),
+            type_,
+            status,
+            reason,
+            message,
+            generation,
+        )
+
+    async def save(self, **changes: Any) -> None:
+        """Merge ``changes`` into status and write them (None removes a field)."""
+        if "phase" in changes and changes["phase"] != self.status.get("phase"):
+            metrics.SESSION_PHASES.labels(self.namespace, changes["phase"]).inc()
+        for key, value in changes.items():
+            if value is None:
+                self.status.pop(key, None)
+            else:
+                self.status[key] = value
+        changes["observedGeneration"] = self.body.metadata.get("generation")
+        self.status["observedGeneration"] = changes["observedGeneration"]
+        await self.hub.kube.patch_status(PLURAL_SESSION, self.namespace, self.name, changes)
+
+    async def _event(self, reason: str, message: str, warning: bool = False) -> None:
+        (kopf.warn if warning else kopf.info)(self.body, reason=reason, message=message)
+        if warning:
+            self.logger.warning(f"{reason}: {message}")
+        else:
+            self.logger.info(f"{reason}: {message}")

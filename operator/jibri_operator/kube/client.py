@@ -1,0 +1,100 @@
+"""A small async face over the official kubernetes client.
+
+The official client is synchronous; its calls run in the default executor so
+the event loop (and with it XMPP and kopf) never waits on the network. Only
+the few calls the controllers need are here, each named for what it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from functools import partial
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from jibri_operator.api.constants import GROUP, VERSION
+from jibri_operator.api.secret import Secret
+
+_T = TypeVar("_T")
+
+
+class SecretMissing(LookupError):
+    """A referenced Secret or key does not exist. The message names them, never a value."""
+
+
+def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    """An API client from ``kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config`` or the in-cluster account."""
+    configuration = kubernetes.client.Configuration()
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if path or os.path.exists(os.path.expanduser("~/.kube/config")):
+        kubernetes.config.load_kube_config(config_file=path, client_configuration=configuration)
+    else:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    return kubernetes.client.ApiClient(configuration)
+
+
+class Kube:
+    """The operator's calls to the Kubernetes API."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self.api_client = api_client
+        self.core = kubernetes.client.CoreV1Api(api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+
+    async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
+
+    async def read_secret(self, namespace: str, name: str, key: str) -> Secret:
+        """One key of a Secret, wrapped so it cannot be printed."""
+        values = await self.read_secret_keys(namespace, name, [key])
+        return values[key]
+
+    async def read_secret_keys(self, namespace: str, name: str, keys: list[str]) -> dict[str, Secret]:
+        try:
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                raise SecretMissing(f"Secret {namespace}/{name} not found") from None
+            raise SecretMissing(
+                f"Secret {namespace}/{name} could not be read (HTTP {error.status})"
+            ) from None
+        data: dict[str, str] = secret.data or {}
+        result = {}
+        for key in keys:
+            if key not in data:
+                raise SecretMissing(f"Secret {namespace}/{name} has no key {key!r}")
+            result[key] = Secret(base64.b64decode(data[key]).decode())
+        return result
+
+    async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self._call(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return result
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merge ``status`` into the object's status subresource. False when the object is gone."""
+        try:
+            await self._call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {"status": status},
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
