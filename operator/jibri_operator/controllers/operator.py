@@ -23,8 +23,9 @@ from jibri_operator import metrics
 from jibri_operator.api.constants import FINALIZER, GROUP, PLURAL_ENVIRONMENT, PLURAL_SESSION, VERSION
 from jibri_operator.controllers.environments import EnvironmentRunner
 from jibri_operator.controllers.hub import Hub
-from jibri_operator.controllers.sessions import Poke, SessionRunner
+from jibri_operator.controllers.sessions import STOP_TIMEOUT, Poke, SessionRunner
 from jibri_operator.kube.client import Kube, load_config
+from jibri_operator.xmpp.brewery import BreweryConfig
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,43 @@ def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     return settings
 
 
+def connection_info(config: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same client configuration the operator's own calls use,
+    so both always talk to one cluster as one identity."""
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
+    scheme, _, token = (header or "").partition(" ")
+    if not token:
+        scheme, token = "", scheme
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        username=config.username or None,
+        password=config.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
+
+
+COMMAND_TIMEOUT = BreweryConfig.command_timeout
+
+
 def build_registry(hub: Hub) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     sessions: dict[str, SessionRunner] = {}
     environments: dict[tuple[str, str], EnvironmentRunner] = {}
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(hub.kube.api_client.configuration)
 
-    @kopf.daemon(GROUP, VERSION, PLURAL_ENVIRONMENT, registry=registry, cancellation_timeout=30)
+    # kopf cancels a stopping daemon once `cancellation_backoff` has passed: give each the
+    # time it needs to end gracefully (leave the brewery; stop a recording and see it off).
+    @kopf.daemon(
+        GROUP, VERSION, PLURAL_ENVIRONMENT, registry=registry, cancellation_backoff=5, cancellation_timeout=5
+    )
     async def environment_daemon(
         body: kopf.Body,
         stopped: kopf.DaemonStopped,
@@ -100,7 +128,14 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
         if runner is not None:
             runner.poked.set()
 
-    @kopf.daemon(GROUP, VERSION, PLURAL_SESSION, registry=registry, cancellation_timeout=60)
+    @kopf.daemon(
+        GROUP,
+        VERSION,
+        PLURAL_SESSION,
+        registry=registry,
+        cancellation_backoff=STOP_TIMEOUT + COMMAND_TIMEOUT + 5,
+        cancellation_timeout=5,
+    )
     async def session_daemon(
         body: kopf.Body,
         stopped: kopf.DaemonStopped,
@@ -151,8 +186,6 @@ async def serve_probes(options: OperatorOptions, ready: asyncio.Event) -> web.Ap
 
 async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set (or forever). Works on a real cluster unchanged."""
-    if options.kubeconfig:
-        os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's login reads it too
     loop = asyncio.get_running_loop()
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(options.executor_threads, "kube"))
     kube = Kube(load_config(options.kubeconfig))
