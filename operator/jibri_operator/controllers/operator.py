@@ -107,7 +107,13 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
     # kopf cancels a stopping daemon once `cancellation_backoff` has passed: give each the
     # time it needs to end gracefully (leave the brewery; stop a recording and see it off).
     @kopf.daemon(
-        GROUP, VERSION, PLURAL_ENVIRONMENT, registry=registry, cancellation_backoff=5, cancellation_timeout=5
+        GROUP,
+        VERSION,
+        PLURAL_ENVIRONMENT,
+        registry=registry,
+        cancellation_backoff=5,
+        cancellation_timeout=5,
+        backoff=2,
     )
     async def environment_daemon(
         body: kopf.Body,
@@ -135,6 +141,7 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
         registry=registry,
         cancellation_backoff=STOP_TIMEOUT + COMMAND_TIMEOUT + 5,
         cancellation_timeout=5,
+        backoff=1,  # a failed daemon (e.g. the API briefly unreachable) resumes from status quickly
     )
     async def session_daemon(
         body: kopf.Body,

@@ -41,7 +41,6 @@ from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import BusyStatus, Dialect, FailureReason, Phase, RecordingMode, RecordingStatus
 from jibri_operator.controllers.hub import (
     BreweryLost,
-    CapacityChanged,
     EnvKey,
     Hub,
     JibriReport,
@@ -198,7 +197,7 @@ class SessionRunner:
                 f"Jibri {jibri.get('nickname')} left the brewery while the operator was away",
                 warning=True,
             )
-            await self._retry_or_fail("JibriLeft", record_failure=False)
+            await self._retry_or_fail("JibriLeft")
             return
         if observation.busy is BusyStatus.BUSY:
             since = self.hub.clock() if phase == Phase.RECORDING.value else None
@@ -210,16 +209,29 @@ class SessionRunner:
             return  # the start never took (or ended at once): schedule again, same session_id
         await self._finish(Phase.COMPLETED, "Completed", "the recording ended while the operator was away")
 
-    async def _wait_joined(self) -> BreweryClient:
-        """The environment's client once it has joined (and so knows every Jibri)."""
+    async def _wait_joined(self) -> None:
+        """Wait until the environment's client has joined (and so knows every Jibri).
+
+        A deletion meanwhile waits for the brewery up to STOP_TIMEOUT, since a Jibri
+        may be recording for this session; after that the session is let go with a
+        warning rather than blocking deletion forever.
+        """
+        deadline: float | None = None
         while True:
             client = self.hub.client(self.env_key)
             if client is not None and client.joined:
                 self.hub.unwait(self.env_key, self)
-                return client
+                return
+            if self.deleting:
+                deadline = deadline or self.hub.clock() + STOP_TIMEOUT
+                if self.hub.clock() >= deadline:
+                    await self._finish(
+                        Phase.COMPLETED,
+                        "StopUnconfirmed",
+                        "deleted while the brewery was unreachable; the recording may need a manual stop",
+                    )
             self.hub.wait(self.env_key, self)
-            await self._maybe_stop_while_unassigned()
-            await self._next_event(RECHECK)
+            await self._next_event(RECHECK if deadline is None else max(0.0, deadline - self.hub.clock()))
 
     async def _maybe_stop_while_unassigned(self) -> None:
         if self.stop_requested() and self.current is None:
@@ -290,10 +302,8 @@ class SessionRunner:
         metrics.WAITING_SESSIONS.labels(*self.env_key).set(self.hub.waiting(self.env_key))
         deadline = self.hub.registry.next_deadline(self.hub.clock())
         timeout = RECHECK if deadline is None else max(0.0, min(RECHECK, deadline - self.hub.clock()))
-        while True:
-            event = await self._next_event(timeout)
-            if event is None or isinstance(event, (CapacityChanged, Poke)):
-                break
+        # Any event may change the answer (capacity, a stop, a deletion): look again.
+        await self._next_event(timeout)
         self.hub.unwait(self.env_key, self)
         metrics.WAITING_SESSIONS.labels(*self.env_key).set(self.hub.waiting(self.env_key))
 
@@ -418,6 +428,7 @@ class SessionRunner:
                         warning=True,
                     )
                     await self._send_stop(current)
+                    self.hub.registry.record_failure(self.env, current.observation.occupant, self.hub.clock())
                     await self._retry_or_fail("PendingTimeout")
                 else:
                     await self._event("MaxDuration", "the session reached spec.maxDuration; stopping")
@@ -488,7 +499,7 @@ class SessionRunner:
                 )
             await self._retry_or_fail("error")
 
-    async def _retry_or_fail(self, reason: str, record_failure: bool = True) -> None:
+    async def _retry_or_fail(self, reason: str) -> None:
         """Jicofo's failed-with-retry: try another Jibri unless the attempts are used up."""
         self._release()
         if int(self.status.get("attempts", 0)) >= int(self.spec.get("maxAttempts", 5)):
