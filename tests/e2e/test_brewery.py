@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from peers import RawPeer
+from slixmpp.stanza import Iq
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
-from slixmpp.stanza import Iq
 
 from jibri_operator.api.constants import JIBRI_NS
 from jibri_operator.api.secret import Secret
@@ -24,7 +25,6 @@ from jibri_operator.xmpp import stanzas
 from jibri_operator.xmpp.brewery import BreweryClient, BreweryConfig, BreweryListener
 from jibri_operator.xmpp.stanzas import JibriPresence, StartRequest, StatusUpdate
 from jibri_sandbox.prosody import Prosody
-from peers import RawPeer
 
 pytestmark = pytest.mark.e2e
 
