@@ -321,3 +321,46 @@ def test_expired_versions_get_410_and_bookmarks_arrive(tmp_path: Path) -> None:
         assert initial[-1][1]["annotations"] == {"k8s.io/initial-events-end": "true"}
     finally:
         server.stop()
+
+
+def test_deletecollection_watch_timeout_and_leases(api: client.ApiClient, ns: str) -> None:
+    core = client.CoreV1Api(api)
+    for i in range(3):
+        core.create_namespaced_config_map(ns, cm(f"d{i}", labels={"batch": "1" if i < 2 else "2"}))
+    core.delete_collection_namespaced_config_map(ns, label_selector="batch=1")
+    assert [c.metadata.name for c in core.list_namespaced_config_map(ns).items] == ["d2"]
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+    events = list(
+        watch.Watch().stream(core.list_namespaced_config_map, ns, resource_version=rv, timeout_seconds=1)
+    )
+    assert events == []  # the server ended the stream after timeoutSeconds
+    leases = client.CoordinationV1Api(api)
+    lease = leases.create_namespaced_lease(ns, {"metadata": {"name": "leader"}, "spec": {
+        "holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "2026-01-01T00:00:00.000000Z"}})  # fmt: skip
+    lease.spec.holder_identity = "b"
+    assert leases.replace_namespaced_lease("leader", ns, lease).spec.holder_identity == "b"
+    with pytest.raises(ApiException) as err:
+        leases.replace_namespaced_lease("leader", ns, lease)
+    assert err.value.status == 409
+
+
+def test_deleting_a_crd_deletes_its_objects(api: client.ApiClient, ns: str) -> None:
+    ext, co = client.ApiextensionsV1Api(api), client.CustomObjectsApi(api)
+    crd = as_objects(WIDGET_CRD)[0]
+    crd["metadata"]["name"] = "doomeds.test.example.com"
+    crd["spec"]["names"] = {"kind": "Doomed", "plural": "doomeds", "singular": "doomed"}
+    ext.create_custom_resource_definition(crd)
+    wait_for(
+        lambda: ext.read_custom_resource_definition("doomeds.test.example.com").status.conditions,
+        what="established",
+    )
+    args = ("test.example.com", "v1", ns, "doomeds")
+    co.create_namespaced_custom_object(*args, {"apiVersion": "test.example.com/v1", "kind": "Doomed", "metadata": {"name": "d"},
+                                               "spec": {"room": "r"}})  # fmt: skip
+    ext.delete_custom_resource_definition("doomeds.test.example.com")
+    wait_for(
+        lambda: _gone(ext.read_custom_resource_definition, "doomeds.test.example.com"), what="the CRD to go"
+    )
+    with pytest.raises(ApiException) as err:
+        co.list_namespaced_custom_object(*args)
+    assert err.value.status == 404

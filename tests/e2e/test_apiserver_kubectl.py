@@ -223,3 +223,26 @@ def test_builtins_apply_label_and_namespace_deletion(kubectl: Kubectl, ns: str, 
     kubectl("delete", "namespace", ns, "--wait=false")
     kubectl("wait", "--for=delete", f"namespace/{ns}", "--timeout=20s")
     assert kubectl.run("get", "-n", ns, "cm", "c1", check=False).returncode != 0
+
+
+def test_server_side_apply_diff_and_imperative_creates(kubectl: Kubectl, ns: str) -> None:
+    assert "serverside-applied" in kubectl("apply", "--server-side", "-n", ns, "-f", "-", stdin=widget("ssa"))
+    assert "serverside-applied" in kubectl(
+        "apply", "--server-side", "-n", ns, "-f", "-", stdin=widget("ssa", replicas=3)
+    )
+    assert json.loads(kubectl("get", "-n", ns, "widget", "ssa", "-o", "json"))["spec"]["replicas"] == 3
+    diff = kubectl.run("diff", "-n", ns, "-f", "-", stdin=widget("ssa", replicas=4), check=False)
+    assert diff.returncode == 1 and "+  replicas: 4" in diff.stdout
+    assert (
+        json.loads(kubectl("get", "-n", ns, "widget", "ssa", "-o", "json"))["spec"]["replicas"] == 3
+    )  # a dry run
+    # typed kubectl commands send protobuf bodies
+    kubectl("create", "secret", "generic", "s1", "-n", ns, "--from-literal=password=hunter2")
+    secret = json.loads(kubectl("get", "secret", "s1", "-n", ns, "-o", "json"))
+    assert (secret["data"], secret["type"]) == ({"password": "aHVudGVyMg=="}, "Opaque")
+    kubectl("create", "serviceaccount", "robot", "-n", ns)
+    kubectl("create", "service", "clusterip", "web", "--tcp=80:8080", "-n", ns)
+    svc = json.loads(kubectl("get", "service", "web", "-n", ns, "-o", "json"))
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080 and svc["spec"]["clusterIP"].startswith("10.96.")
+    out = kubectl.run("patch", "-n", ns, "widget", "ssa", "-p", '{"spec":{"replicas":1}}', check=False)
+    assert out.returncode != 0 and "application/strategic-merge-patch+json is not supported" in out.stderr

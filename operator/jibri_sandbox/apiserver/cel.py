@@ -24,6 +24,8 @@ from typing import Any
 
 import celpy
 from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
 
 from . import errors
 
@@ -99,7 +101,7 @@ def _run(expr: str, activation: dict[str, Any]) -> Any:
     if program is None:
         raise Skip()
     result = program.evaluate(activation)
-    if isinstance(result, celpy.CELEvalError):
+    if isinstance(result, CELEvalError):
         raise result
     return result
 
@@ -123,9 +125,9 @@ def check(
         rule = Rule.from_schema(item)
         if rule.is_transition and not has_old and not rule.optional_old_self:
             continue
-        activation: dict[str, Any] = {"self": celpy.json_to_cel(value)}
+        activation: dict[str, Any] = {"self": json_to_cel(value)}
         if rule.is_transition:
-            activation["oldSelf"] = celpy.json_to_cel(old) if has_old else None
+            activation["oldSelf"] = json_to_cel(old) if has_old else None
         message = ""
         try:
             ok = bool(_run(rule.rule, activation))

@@ -218,8 +218,8 @@ def strategic_merge(target: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
     return result
 
 
-def _merge_list(current: Any, patch: list[Any], key: str) -> list[Any]:
-    current = list(current) if isinstance(current, list) else []
+def _merge_list(existing: Any, patch: list[Any], key: str) -> list[Any]:
+    current: list[Any] = list(existing) if isinstance(existing, list) else []
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
         return [clone(p) for p in patch if not (isinstance(p, dict) and p.get("$patch") == "replace")]
     if key == "":  # primitive list with merge strategy: a union keeping order

@@ -64,6 +64,7 @@ def _fields(data: bytes) -> list[tuple[int, Any]]:
     while pos < len(data):
         key, pos = _varint(data, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(data, pos)
         elif wire == 2:
@@ -79,7 +80,7 @@ def _fields(data: bytes) -> list[tuple[int, Any]]:
     return out
 
 
-def _scalar(kind: str, raw: Any) -> Any:
+def _scalar(kind: Any, raw: Any) -> Any:
     if kind == "string":
         return bytes(raw).decode()
     if kind == "bytes":
@@ -108,7 +109,11 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
             entry = dict(_fields(raw))
             obj.setdefault(name, {})[bytes(entry.get(1, b"")).decode()] = _scalar(kind[1], entry.get(2, b""))
         else:
-            obj[name] = _scalar(kind, raw)
+            value = _scalar(kind, raw)
+            if value not in ("", 0, False) or isinstance(
+                kind, dict
+            ):  # Go's omitempty: zero values are absent
+                obj[name] = value
     if schema is INT_OR_STRING:
         return obj.get("strVal") if obj.get("type") == 1 else obj.get("intVal", 0)  # type: ignore[return-value]
     return obj

@@ -167,9 +167,13 @@ class Api:
         storage_version = rt.extra.get("storage_version")
         if storage_version and storage_version != rt.version:
             obj["apiVersion"] = f"{rt.group}/{storage_version}"
-        return obj
+        result: Obj = obj
+        return result
 
     def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None, validation: str) -> list[str]:
+        for empty in ("labels", "annotations", "finalizers", "ownerReferences"):
+            if empty in obj["metadata"] and not obj["metadata"][empty]:
+                del obj["metadata"][empty]  # ObjectMeta's omitempty: an empty map or list is no map or list
         found = meta.check_meta(obj["metadata"], rt.name_rule)
         unknown: list[str] = []
         if rt.schema is not None:

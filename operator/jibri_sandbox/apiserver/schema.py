@@ -130,7 +130,7 @@ def _type_ok(value: Any, schema: Schema) -> bool:
         return value.is_integer()
     if wanted == "number":
         return actual in ("integer", "number")
-    return actual == wanted
+    return bool(actual == wanted)
 
 
 def _format_ok(fmt: str, value: str) -> bool:

@@ -337,7 +337,7 @@ class Handler:
                     raise errors.timeout(f"Too large resource version: {wanted}, current: {self.store.rv}")
             list_rv = self.store.rv
             objs = self.store.items(rt.storage, namespace if rt.namespaced else None)
-        items = []
+        items: list[Obj] = []
         remaining = 0
         for obj in objs:
             key = key_of(obj)
