@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import ssl
@@ -364,3 +365,33 @@ def test_deleting_a_crd_deletes_its_objects(api: client.ApiClient, ns: str) -> N
     with pytest.raises(ApiException) as err:
         co.list_namespaced_custom_object(*args)
     assert err.value.status == 404
+
+
+async def test_in_process_server_on_the_current_loop(tmp_path: Path) -> None:
+    from jibri_sandbox.apiserver import ApiServer
+
+    async with ApiServer(kubeconfig=tmp_path / "kc") as server:
+        assert server.kubeconfig.exists() and server.url.startswith("https://127.0.0.1:")
+        dynamic = await asyncio.to_thread(_dynamic_roundtrip, server.kubeconfig)
+        assert dynamic == "v"
+        assert server.store.get(("", "configmaps"), "default", "dyn") is not None
+
+
+def test_in_process_server_in_a_thread() -> None:
+    from jibri_sandbox.apiserver.testing import start_thread
+
+    with start_thread() as server:
+        assert _dynamic_roundtrip(server.kubeconfig) == "v"
+
+
+def _dynamic_roundtrip(kubeconfig: Path) -> str:
+    """The dynamic client discovers through the legacy discovery documents."""
+    from kubernetes.dynamic import DynamicClient
+
+    dyn = DynamicClient(config.new_client_from_config(config_file=str(kubeconfig)))
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    cms.create(
+        body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dyn"}, "data": {"k": "v"}},
+        namespace="default",
+    )
+    return str(cms.get(name="dyn", namespace="default").data.k)

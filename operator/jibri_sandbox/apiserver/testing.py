@@ -1,24 +1,35 @@
-"""Run the API server as a separate process, the way tests and the demo want it.
+"""Run the API server outside the caller's event loop: as a process (like a real one) or a thread.
 
     server = start_process(tmp_path)          # waits until it serves
     ... KUBECONFIG=server.kubeconfig ...
     server.stop()                             # SIGTERM, then wait
 
+    with start_thread() as server:            # in-process, its own loop in a daemon thread
+        ... server.kubeconfig, server.url, server.store (for white-box checks) ...
+
+For async code, ``async with ApiServer() as server:`` runs it on the current loop.
 The kubeconfig appears (atomically) only once the server listens, so its
 existence is the readiness signal.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from .server import ApiServer
 
 
 @dataclass
@@ -76,3 +87,36 @@ def start_process(directory: Path, *extra_args: str, timeout: float = 30.0) -> R
         process=process,
         log=log,
     )
+
+
+@contextlib.contextmanager
+def start_thread(**options: Any) -> Iterator[ApiServer]:
+    """An in-process server on its own event loop in a daemon thread; `options` go to ApiServer."""
+    server = ApiServer(**options)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(server.start())
+        except BaseException as exc:  # reported to the caller below
+            failure.append(exc)
+            started.set()
+            return
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(server.stop())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="sandbox-apiserver", daemon=True)
+    thread.start()
+    started.wait(30)
+    if failure:
+        raise failure[0]
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
