@@ -74,6 +74,11 @@ def conflict(plural: str, group: str, name: str, why: str | None = None) -> ApiE
     )
 
 
+def path_not_found() -> ApiError:
+    """What the real server answers for a URL that names no resource it serves."""
+    return ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 

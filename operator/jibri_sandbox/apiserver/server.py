@@ -127,7 +127,7 @@ class Handler:
         if parts[0] == "apis" and len(parts) <= 3:
             return self._discovery_groups(request, parts)
         if parts[0] not in ("api", "apis"):
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.path_not_found()
         target = self._route(parts)
         return await self._resource(request, target)
 
@@ -145,14 +145,14 @@ class Handler:
             if candidate is not None and candidate.namespaced:
                 namespace, rest = rest[1], rest[2:]
         if not rest or len(rest) > 3:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.path_not_found()
         rt = self.registry.get(group, version, rest[0])
         if rt is None:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.path_not_found()
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
         if sub and not ((sub == "status" and rt.status) or (sub == "scale" and rt.scale)):
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.path_not_found()
         return Target(rt, namespace, name, sub, watch)
 
     # --- discovery and openapi ---------------------------------------------------------------------
@@ -167,7 +167,7 @@ class Handler:
         if len(parts) == 1:
             return self._aggregated(request, True) or respond(discovery.core_versions(self.address))
         if parts[1] != "v1":
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.path_not_found()
         return respond(discovery.resource_list(self.registry, "", "v1"))
 
     def _discovery_groups(self, request: web.Request, parts: list[str]) -> web.Response:
@@ -176,28 +176,24 @@ class Handler:
         if len(parts) == 2:
             found = discovery.group(self.registry, parts[1])
             if found is None:
-                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.path_not_found()
             return respond(found)
         if parts[2] not in self.registry.groups().get(parts[1], []):
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.path_not_found()
         return respond(discovery.resource_list(self.registry, parts[1], parts[2]))
 
     def _openapi(self, parts: list[str]) -> web.Response:
-        if parts[1:2] == ["v3"]:
-            if len(parts) == 2:
-                return respond(openapi.index(self.registry))
-            rest = parts[2:]
-            group, version = (
-                ("", rest[1])
-                if rest[0] == "api" and len(rest) == 2
-                else (rest[1], rest[2])
-                if len(rest) == 3
-                else ("", "")
-            )
-            doc = openapi.gv_document(self.registry, group, version) if version else None
-            if doc is not None:
-                return respond(doc)
-        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        """/openapi/v3 (the index) and /openapi/v3/api/v1, /openapi/v3/apis/<group>/<version>."""
+        doc: Obj | None = None
+        if parts == ["openapi", "v3"]:
+            doc = openapi.index(self.registry)
+        elif parts[:3] == ["openapi", "v3", "api"] and len(parts) == 4:
+            doc = openapi.gv_document(self.registry, "", parts[3])
+        elif parts[:3] == ["openapi", "v3", "apis"] and len(parts) == 5:
+            doc = openapi.gv_document(self.registry, parts[3], parts[4])
+        if doc is None:
+            raise errors.path_not_found()
+        return respond(doc)
 
     # --- resources --------------------------------------------------------------------------------
 
@@ -218,7 +214,7 @@ class Handler:
         method = request.method
         rt = t.rt
         if rt.namespaced and t.namespace is None and method != "GET":
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.path_not_found()
         ns = t.namespace or ""
         dry_run = q.get("dryRun") == "All"
         validation = q.get("fieldValidation") or "Warn"
@@ -558,7 +554,9 @@ class ApiServer:
         history_size: int = 10_000,
         bookmark_interval: float = 10.0,
         workdir: str | Path | None = None,
+        log_requests: bool = False,
     ):
+        self.log_requests = log_requests
         self.host = host
         self.port = port
         self.token = token or secrets.token_urlsafe(24)
@@ -591,7 +589,8 @@ class ApiServer:
         app = web.Application(middlewares=[_auth_middleware(self.token)], client_max_size=16 * 1024 * 1024)
         handler = Handler(self.api, "", self.bookmark_interval)
         app.router.add_route("*", "/{tail:.*}", handler.handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        access_log = logging.getLogger("jibri_sandbox.apiserver.access") if self.log_requests else None
+        self._runner = web.AppRunner(app, access_log=access_log, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(
             self._runner, self.host, self.port, ssl_context=certs.server_context(), backlog=512
