@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def api(apiserver: RunningApiServer) -> client.ApiClient:  # noqa: F811
+def api(apiserver: RunningApiServer) -> client.ApiClient:
     api_client = config.new_client_from_config(config_file=str(apiserver.kubeconfig))
     ext = client.ApiextensionsV1Api(api_client)
     for crd in as_objects(WIDGET_CRD):
@@ -59,7 +59,7 @@ def cm(name: str, **meta: Any) -> dict[str, Any]:
     return {"metadata": {"name": name, **meta}, "data": {"k": "v"}}
 
 
-def test_requests_without_the_token_get_401(apiserver: RunningApiServer) -> None:  # noqa: F811
+def test_requests_without_the_token_get_401(apiserver: RunningApiServer) -> None:
     kc = yaml.safe_load(apiserver.kubeconfig.read_text())
     ca = ssl.create_default_context()
     ca.load_verify_locations(
@@ -395,3 +395,23 @@ def _dynamic_roundtrip(kubeconfig: Path) -> str:
         namespace="default",
     )
     return str(cms.get(name="dyn", namespace="default").data.k)
+
+
+def test_legacy_watch_path_for_one_object(
+    apiserver: RunningApiServer, core: client.CoreV1Api, ns: str
+) -> None:
+    core.create_namespaced_config_map(ns, cm("one"))
+    core.create_namespaced_config_map(ns, cm("two"))
+    kc = yaml.safe_load(apiserver.kubeconfig.read_text())
+    ca = ssl.create_default_context()
+    ca.load_verify_locations(
+        cadata=base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    )
+    request = urllib.request.Request(  # noqa: S310 - https only
+        f"{apiserver.url}/api/v1/watch/namespaces/{ns}/configmaps/two?timeoutSeconds=1",
+        headers={"Authorization": f"Bearer {apiserver.token}"},
+    )
+    with urllib.request.urlopen(request, context=ca) as resp:  # noqa: S310
+        assert resp.headers["Content-Type"] == "application/json"
+        events = [json.loads(line) for line in resp]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "two")]

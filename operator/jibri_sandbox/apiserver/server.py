@@ -220,9 +220,7 @@ class Handler:
         validation = q.get("fieldValidation") or "Warn"
         if method == "GET":
             if t.watch or _bool(q.get("watch")):
-                if t.name:
-                    raise errors.bad_request("watch of a single object: use a fieldSelector on metadata.name")
-                return await self._watch(request, rt, t.namespace)
+                return await self._watch(request, rt, t.namespace, t.name)
             if t.name is None:
                 return self._list(request, rt, t.namespace)
             if t.sub == "scale":
@@ -294,13 +292,16 @@ class Handler:
 
     # --- list -------------------------------------------------------------------------------------
 
-    def _matcher(self, request: web.Request, rt: ResourceType) -> Callable[[Obj], bool]:
+    def _matcher(
+        self, request: web.Request, rt: ResourceType, name: str | None = None
+    ) -> Callable[[Obj], bool]:
         q = request.query
         allowed = set(rt.field_labels) | set(rt.selectable_fields)
         extract = builtins.event_field if rt.storage == ("", "events") else lookup
-        return both(
-            label_matcher(q.get("labelSelector")), field_matcher(q.get("fieldSelector"), allowed, extract)
-        )
+        labels = label_matcher(q.get("labelSelector"))
+        fields = field_matcher(q.get("fieldSelector"), allowed, extract)
+        by_name = (lambda obj: obj["metadata"]["name"] == name) if name else None  # legacy /watch/.../<name>
+        return both(labels, fields, by_name)
 
     def _list(self, request: web.Request, rt: ResourceType, namespace: str | None) -> web.Response:
         q = request.query
@@ -425,10 +426,10 @@ class Handler:
         )
 
     async def _watch(
-        self, request: web.Request, rt: ResourceType, namespace: str | None
+        self, request: web.Request, rt: ResourceType, namespace: str | None, name: str | None = None
     ) -> web.StreamResponse:
         q = request.query
-        match = self._matcher(request, rt)
+        match = self._matcher(request, rt, name)
         rv_param = q.get("resourceVersion") or ""
         bookmarks = _bool(q.get("allowWatchBookmarks"))
         send_initial = q.get("sendInitialEvents")
