@@ -398,7 +398,9 @@ def _dynamic_roundtrip(kubeconfig: Path) -> str:
 
 
 def test_legacy_watch_path_for_one_object(
-    apiserver: RunningApiServer, core: client.CoreV1Api, ns: str
+    apiserver: RunningApiServer,
+    core: client.CoreV1Api,
+    ns: str,
 ) -> None:
     core.create_namespaced_config_map(ns, cm("one"))
     core.create_namespaced_config_map(ns, cm("two"))
