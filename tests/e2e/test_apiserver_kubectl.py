@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def kubectl(apiserver, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:  # noqa: F811
+def kubectl(apiserver, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     k = Kubectl(apiserver, tmp_path_factory.mktemp("kubectl-cache"))
     k("apply", "-f", "-", stdin=WIDGET_CRD + "\n---\n" + GIZMO_CRD)
     k(
@@ -246,3 +246,29 @@ def test_server_side_apply_diff_and_imperative_creates(kubectl: Kubectl, ns: str
     assert svc["spec"]["ports"][0]["targetPort"] == 8080 and svc["spec"]["clusterIP"].startswith("10.96.")
     out = kubectl.run("patch", "-n", ns, "widget", "ssa", "-p", '{"spec":{"replicas":1}}', check=False)
     assert out.returncode != 0 and "application/strategic-merge-patch+json is not supported" in out.stderr
+
+
+def test_subresources_and_auth_reviews(kubectl: Kubectl, ns: str) -> None:
+    kubectl("apply", "-n", ns, "-f", "-", stdin=widget("sub"))
+    kubectl(
+        "patch",
+        "-n",
+        ns,
+        "widget",
+        "sub",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Ready","replicas":2}}',
+    )
+    assert kubectl("get", "-n", ns, "widget", "sub").splitlines()[1].split()[:4] == [
+        "sub",
+        "file",
+        "2",
+        "Ready",
+    ]
+    scale = kubectl("get", "-n", ns, "widget", "sub", "--subresource=scale").splitlines()
+    assert scale[0].split() == ["NAME", "DESIRED", "REPLICAS", "AVAILABLE", "REPLICAS", "AGE"]
+    assert scale[1].split()[:3] == ["sub", "2", "2"]
+    assert kubectl("auth", "can-i", "create", "widgets.test.example.com", "-n", ns).strip() == "yes"
+    assert "sandbox-admin" in kubectl("auth", "whoami")

@@ -94,10 +94,57 @@ def builtin_types() -> list[ResourceType]:
            name_rule="path", store_as=("", "events"), to_storage=event_to_core, from_storage=event_to_v1beta,
            return_deleted=False),
         _t("coordination.k8s.io", "v1", "leases", "Lease", return_deleted=False),
+        *(_t(group, "v1", plural, kind, False, verbs=("create",))
+          for group, plural, kind in REVIEWS),
         _t("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
            short_names=("crd", "crds"), categories=("api-extensions",), generation=True,
            singular="customresourcedefinition", **status),
     ]  # fmt: skip
+
+
+# Reviews are answered, never stored: one token, every right (the sandbox has no RBAC).
+REVIEWS = (
+    ("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+    ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview"),
+    ("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview"),
+    ("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview"),
+)
+USER = {"username": "sandbox-admin", "groups": ["system:masters", "system:authenticated"]}
+
+
+def review(kind: str, body: Obj) -> Obj:
+    """The answer to an access, rules or identity review."""
+    out = {**body, "metadata": {**(body.get("metadata") or {}), "creationTimestamp": None}}
+    if kind == "SelfSubjectReview":
+        out["status"] = {"userInfo": USER}
+    elif kind == "SelfSubjectRulesReview":
+        everything = {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}
+        out["status"] = {"resourceRules": [everything], "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                         "incomplete": False}  # fmt: skip
+    else:
+        out["status"] = {"allowed": True, "reason": "the sandbox API server allows everything"}
+    return out
+
+
+def scale_table(scale: Obj) -> Obj:
+    """The Table a real server answers for a /scale subresource."""
+    from .tables import NAME_DESCRIPTION, human_age
+
+    columns = [("Name", "string", "name"), ("Desired Replicas", "integer", ""), ("Available Replicas", "integer", ""),
+               ("Age", "string", "")]  # fmt: skip
+    m = scale["metadata"]
+    cells = [
+        m["name"],
+        scale["spec"].get("replicas", 0),
+        scale["status"].get("replicas", 0),
+        human_age(m.get("creationTimestamp")),
+    ]
+    return {
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": m.get("resourceVersion", "")},
+        "columnDefinitions": [{"name": n, "type": t, "format": f, "description": NAME_DESCRIPTION if f else n, "priority": 0}
+                              for n, t, f in columns],
+        "rows": [{"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": m}}],
+    }  # fmt: skip
 
 
 # --- server-side defaults ------------------------------------------------------------------------

@@ -4,7 +4,7 @@ client-go's typed clients always write protobuf (`application/vnd.kubernetes.pro
 and accept JSON back, so the server must read protobuf but never writes it. Only
 the kinds kubectl's imperative `create` subcommands produce are mapped (field numbers
 from k8s.io/api's generated.proto): Namespace, ConfigMap, Secret, ServiceAccount,
-Service. Others get 415, as a server without that type's protobuf would answer.
+Service, and the reviews `kubectl auth can-i/whoami` send. Others get 415, as a server without that type's protobuf would answer.
 """
 
 from __future__ import annotations
@@ -34,6 +34,16 @@ OBJECT_META: Schema = {
 INT_OR_STRING: Schema = {1: ("type", "int"), 2: ("intVal", "int"), 3: ("strVal", "string")}
 SERVICE_PORT: Schema = {1: ("name", "string"), 2: ("protocol", "string"), 3: ("port", "int"),
                         4: ("targetPort", INT_OR_STRING), 5: ("nodePort", "int")}  # fmt: skip
+RESOURCE_ATTRIBUTES: Schema = {1: ("namespace", "string"), 2: ("verb", "string"), 3: ("group", "string"),
+                               4: ("version", "string"), 5: ("resource", "string"), 6: ("subresource", "string"),
+                               7: ("name", "string")}  # fmt: skip
+ACCESS_SPEC: Schema = {1: ("resourceAttributes", RESOURCE_ATTRIBUTES),
+                       2: ("nonResourceAttributes", {1: ("path", "string"), 2: ("verb", "string")})}  # fmt: skip
+REVIEWS: dict[str, Schema] = {
+    "SelfSubjectAccessReview": {1: ("metadata", OBJECT_META), 2: ("spec", ACCESS_SPEC)},
+    "SelfSubjectRulesReview": {1: ("metadata", OBJECT_META), 2: ("spec", {1: ("namespace", "string")})},
+    "SelfSubjectReview": {1: ("metadata", OBJECT_META)},
+}
 KINDS: dict[str, Schema] = {
     "Namespace": {1: ("metadata", OBJECT_META), 2: ("spec", {1: ("finalizers", ("repeated", "string"))}),
                   3: ("status", {1: ("phase", "string")})},
@@ -126,10 +136,17 @@ def decode(body: bytes) -> dict[str, Any]:
     try:
         envelope = dict(_fields(body[len(MAGIC) :]))
         type_meta = decode_message(envelope.get(1, b""), {1: ("apiVersion", "string"), 2: ("kind", "string")})
-        schema = KINDS.get(type_meta.get("kind", ""))
-        if schema is None or type_meta.get("apiVersion") != "v1":
+        api_version, kind = type_meta.get("apiVersion", ""), type_meta.get("kind", "")
+        schema = (
+            KINDS.get(kind)
+            if api_version == "v1"
+            else REVIEWS.get(kind)
+            if api_version.startswith("auth")
+            else None
+        )
+        if schema is None:
             raise errors.unsupported_media_type(PROTOBUF, ["application/json", "application/yaml"])
         obj = decode_message(envelope.get(2, b""), schema)
     except (ValueError, IndexError, UnicodeDecodeError) as exc:
         raise errors.bad_request(f"error decoding protobuf body: {exc}") from None
-    return {"apiVersion": "v1", "kind": type_meta["kind"], **obj}
+    return {"apiVersion": api_version, "kind": kind, **obj}

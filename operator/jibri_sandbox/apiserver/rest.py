@@ -111,6 +111,8 @@ class Api:
         validation: str = "Warn",
     ) -> Result:
         obj = self._incoming(rt, body, namespace)
+        if rt.builtin and rt.kind in {kind for _, _, kind in builtins.REVIEWS}:
+            return Result(builtins.review(rt.kind, obj), 201)
         if (obj.get("metadata") or {}).get("name") is None and not (obj.get("metadata") or {}).get(
             "generateName"
         ):

@@ -224,7 +224,8 @@ class Handler:
             if t.name is None:
                 return self._list(request, rt, t.namespace)
             if t.sub == "scale":
-                return respond(self.api.get_scale(rt, ns, t.name))
+                scale = self.api.get_scale(rt, ns, t.name)
+                return respond(builtins.scale_table(scale) if _accept_as(request) == "Table" else scale)
             return self._one(request, rt, self.api.get(rt, ns, t.name))
         if method == "POST":
             if t.name is not None:
