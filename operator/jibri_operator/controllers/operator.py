@@ -63,7 +63,6 @@ def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.batching.worker_limit = None
-    settings.scanning.disabled = True  # the CRDs are known; no need to watch CRD changes
     if options.standalone:
         settings.peering.standalone = True
     else:
