@@ -417,3 +417,48 @@ def test_legacy_watch_path_for_one_object(
         assert resp.headers["Content-Type"] == "application/json"
         events = [json.loads(line) for line in resp]
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "two")]
+
+
+def test_builtin_strategies_pods_secrets_configmaps(core: client.CoreV1Api, ns: str) -> None:
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod(ns, {"metadata": {"name": "empty"}, "spec": {"containers": []}})
+    assert (
+        err.value.status == 422
+        and json.loads(err.value.body)["details"]["causes"][0]["field"] == "spec.containers"
+    )
+    core.create_namespaced_pod(
+        ns, {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "a"}]}}
+    )
+    core.patch_namespaced_pod(
+        "p", ns, {"spec": {"containers": [{"name": "c", "image": "b"}]}}
+    )  # image is mutable
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_pod("p", ns, {"spec": {"containers": [{"name": "c", "command": ["sh"]}]}})
+    assert (
+        err.value.status == 422
+        and "pod updates may not change fields" in json.loads(err.value.body)["message"]
+    )
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": "p"},
+        "target": {"kind": "Node", "name": "n1"},
+    }
+    resp = core.create_namespaced_pod_binding("p", ns, binding, _preload_content=False)
+    assert resp.status == 201
+    assert core.read_namespaced_pod("p", ns).spec.node_name == "n1"
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod_binding("p", ns, binding, _preload_content=False)
+    assert err.value.status == 409
+    secret = core.create_namespaced_secret(ns, {"metadata": {"name": "s"}, "stringData": {"user": "jibri"}})
+    assert secret.data == {"user": base64.b64encode(b"jibri").decode()} and secret.type == "Opaque"
+    assert secret.string_data is None
+    core.create_namespaced_config_map(
+        ns, {"metadata": {"name": "frozen"}, "data": {"a": "1"}, "immutable": True}
+    )
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_config_map("frozen", ns, {"data": {"a": "2"}})
+    assert (
+        err.value.status == 422
+        and "field is immutable when `immutable` is set" in json.loads(err.value.body)["message"]
+    )

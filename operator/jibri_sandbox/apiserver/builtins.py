@@ -9,10 +9,12 @@ Built-in objects are not schema-validated beyond their metadata.
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections.abc import Callable
 from typing import Any
 
+from . import errors
 from .kinds import ResourceType
 
 Obj = dict[str, Any]
@@ -152,20 +154,31 @@ def scale_table(scale: Obj) -> Obj:
 _cluster_ips = itertools.count(10)
 
 
+POD_DEFAULTS = {
+    "restartPolicy": "Always",
+    "terminationGracePeriodSeconds": 30,
+    "dnsPolicy": "ClusterFirst",
+    "schedulerName": "default-scheduler",
+    "serviceAccountName": "default",
+}
+
+
 def prepare(kind: str, obj: Obj, old: Obj | None) -> None:
-    """Fill the fields a real server's strategies fill on create (obj is fresh and mutable)."""
+    """Fill the fields a real server's strategies fill (obj is fresh and mutable)."""
+    if kind == "Secret" and obj.get("stringData"):
+        # stringData is write-only: merged into data, base64-encoded, and never stored
+        data = dict(obj.get("data") or {})
+        for key, value in obj.pop("stringData").items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        obj["data"] = data
+    if kind == "Pod":  # defaulted on every write, so an update that omits defaults changes nothing
+        obj["spec"] = {**POD_DEFAULTS, **(obj.get("spec") or {})}
     if old is not None:
         return
     if kind == "Namespace":
         obj["spec"] = {"finalizers": ["kubernetes"], **(obj.get("spec") or {})}
         obj["status"] = {"phase": "Active"}
     elif kind == "Pod":
-        spec = obj.setdefault("spec", {})
-        spec.setdefault("restartPolicy", "Always")
-        spec.setdefault("terminationGracePeriodSeconds", 30)
-        spec.setdefault("dnsPolicy", "ClusterFirst")
-        spec.setdefault("schedulerName", "default-scheduler")
-        spec.setdefault("serviceAccountName", "default")
         obj["status"] = {"phase": "Pending", **(obj.get("status") or {})}
     elif kind == "Service":
         spec = obj.setdefault("spec", {})
@@ -180,6 +193,64 @@ def prepare(kind: str, obj: Obj, old: Obj | None) -> None:
         obj.setdefault("status", {"loadBalancer": {}})
     elif kind == "Secret":
         obj.setdefault("type", "Opaque")
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+POD_MUTABLE = (
+    "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,"
+    "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),"
+    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"
+)
+
+
+def _pod_spec_sans_mutable(spec: Obj) -> Obj:
+    out = {k: v for k, v in spec.items() if k not in ("activeDeadlineSeconds", "tolerations")}
+    for field in ("containers", "initContainers"):
+        if isinstance(out.get(field), list):
+            out[field] = [
+                {k: v for k, v in c.items() if k != "image"} for c in out[field] if isinstance(c, dict)
+            ]
+    return out
+
+
+def check(kind: str, obj: Obj, old: Obj | None, subresource: str = "") -> list[errors.FieldError]:
+    """The validation of a built-in kind's strategy that clients meet in practice."""
+    found: list[errors.FieldError] = []
+    if kind == "Pod" and not subresource:
+        spec = obj.get("spec") or {}
+        containers = spec.get("containers")
+        if not containers:
+            found.append(errors.required("spec.containers"))
+        for i, container in enumerate(containers or ()):
+            for req in ("name", "image"):
+                if not (container or {}).get(req):
+                    found.append(errors.required(f"spec.containers[{i}].{req}"))
+        if old is not None and _pod_spec_sans_mutable(spec) != _pod_spec_sans_mutable(old.get("spec") or {}):
+            found.append(errors.forbidden_field("spec", POD_MUTABLE))
+    if kind in ("ConfigMap", "Secret") and old is not None and old.get("immutable"):
+        for field in ("data", "binaryData"):
+            if obj.get(field) != old.get(field):
+                found.append(errors.forbidden_field(field, "field is immutable when `immutable` is set"))
+        if not obj.get("immutable"):
+            found.append(errors.forbidden_field("immutable", "field is immutable when `immutable` is set"))
+    return found
+
+
+def bind(pod: Obj, binding: Obj) -> Obj:
+    """pods/binding: what a scheduler does; only an unbound pod can be bound."""
+    target = (binding.get("target") or {}).get("name")
+    if not target:
+        raise errors.invalid_object("Binding", "", pod["metadata"]["name"], [errors.required("target.name")])
+    node = (pod.get("spec") or {}).get("nodeName")
+    if node:
+        raise errors.conflict(
+            "pods/binding",
+            "",
+            pod["metadata"]["name"],
+            f'pod {pod["metadata"]["name"]} is already assigned to node "{node}"',
+        )
+    return {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": target}}
 
 
 # --- tables ----------------------------------------------------------------------------------------

@@ -58,6 +58,16 @@ def _legacy_resources(rt: ResourceType) -> list[Obj]:
                 "verbs": SUB_VERBS,
             }
         )
+    if rt.builtin and rt.kind == "Pod":
+        out.append(
+            {
+                "name": "pods/binding",
+                "singularName": "",
+                "namespaced": True,
+                "kind": "Binding",
+                "verbs": ["create"],
+            }
+        )
     if rt.scale:
         out.append({"name": f"{rt.plural}/scale", "singularName": "", "namespaced": rt.namespaced, "group": "autoscaling",
                     "version": "v1", "kind": "Scale", "verbs": SUB_VERBS})  # fmt: skip
@@ -108,6 +118,14 @@ def _aggregated_resource(rt: ResourceType) -> Obj:
     subs = []
     if rt.status:
         subs.append({"subresource": "status", "responseKind": kind, "verbs": SUB_VERBS})
+    if rt.builtin and rt.kind == "Pod":
+        subs.append(
+            {
+                "subresource": "binding",
+                "responseKind": {"group": "", "version": "v1", "kind": "Binding"},
+                "verbs": ["create"],
+            }
+        )
     if rt.scale:
         subs.append({"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
                      "verbs": SUB_VERBS})  # fmt: skip

@@ -172,7 +172,9 @@ class Api:
         result: Obj = obj
         return result
 
-    def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None, validation: str) -> list[str]:
+    def _validate(
+        self, rt: ResourceType, obj: Obj, old: Obj | None, validation: str, subresource: str = ""
+    ) -> list[str]:
         for empty in ("labels", "annotations", "finalizers", "ownerReferences"):
             if empty in obj["metadata"] and not obj["metadata"][empty]:
                 del obj["metadata"][empty]  # ObjectMeta's omitempty: an empty map or list is no map or list
@@ -183,6 +185,8 @@ class Api:
             found += schema_errors
         if rt.kind == "CustomResourceDefinition" and rt.group == "apiextensions.k8s.io":
             found += crds.check(obj)
+        if rt.builtin:
+            found += builtins.check(rt.kind, obj, old, subresource)
         name = obj["metadata"].get("name") or ""
         if unknown and validation == "Strict":
             fields = ", ".join(f'unknown field "{u}"' for u in unknown)
@@ -276,7 +280,7 @@ class Api:
                     "metadata.finalizers", f"no new finalizers can be added if the object is being deleted, found new finalizers {added}")])  # fmt: skip
         if rt.builtin:
             builtins.prepare(rt.kind, new, old)
-        warnings = self._validate(rt, new, old, validation)
+        warnings = self._validate(rt, new, old, validation, subresource)
         if rt.generation and _body(
             {k: v for k, v in new.items() if not (rt.status and k == "status")}
         ) != _body({k: v for k, v in old.items() if not (rt.status and k == "status")}):
@@ -378,6 +382,18 @@ class Api:
             )
         obj["metadata"].pop("resourceVersion", None)
         return self._replace(rt, old, obj, subresource, dry_run, validation)
+
+    def bind(self, rt: ResourceType, namespace: str, name: str, binding: Any) -> Result:
+        """POST pods/<name>/binding."""
+        if not (rt.builtin and rt.kind == "Pod") or not isinstance(binding, dict):
+            raise errors.path_not_found()
+        old = self.get(rt, namespace, name)
+        new = builtins.bind(old, binding)
+        new["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
+        self._commit(rt, new, old)
+        return Result(
+            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
+        )
 
     # --- scale -----------------------------------------------------------------------------------
 

@@ -151,7 +151,8 @@ class Handler:
             raise errors.path_not_found()
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
-        if sub and not ((sub == "status" and rt.status) or (sub == "scale" and rt.scale)):
+        binding = sub == "binding" and rt.builtin and rt.kind == "Pod"
+        if sub and not ((sub == "status" and rt.status) or (sub == "scale" and rt.scale) or binding):
             raise errors.path_not_found()
         return Target(rt, namespace, name, sub, watch)
 
@@ -228,6 +229,8 @@ class Handler:
                 return respond(builtins.scale_table(scale) if _accept_as(request) == "Table" else scale)
             return self._one(request, rt, self.api.get(rt, ns, t.name))
         if method == "POST":
+            if t.name is not None and t.sub == "binding":
+                return self._result(self.api.bind(rt, ns, t.name, await self._body(request)))
             if t.name is not None:
                 raise errors.method_not_allowed()
             return self._result(
