@@ -1,0 +1,477 @@
+"""A simulated Jibri that speaks the real control protocol over real XMPP.
+
+It logs in to every environment of its jibri.conf at once, joins each brewery,
+announces itself with the ``jibri-status`` presence of its dialect, and answers
+start and stop IQs the way a Jibri does (see shared/design/PROTOCOL.md). The
+recording itself is only a timer. Every wire format comes from
+:mod:`jibri_operator.xmpp.stanzas`, so the simulator and the operator cannot
+drift apart on what a stanza looks like.
+
+Tests drive it in-process (:class:`SimulatedJibri`); the sandbox kubelet runs
+it as ``jibri-sandbox jibri --config jibri.conf``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import ssl
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream import StanzaBase
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from jibri_operator.api.constants import JIBRI_NS, MUC_USER_NS
+from jibri_operator.api.secret import Secret
+from jibri_operator.api.types import (
+    Action,
+    BusyStatus,
+    Dialect,
+    FailureReason,
+    Health,
+    RecordingMode,
+    RecordingStatus,
+)
+from jibri_operator.xmpp import stanzas
+from jibri_sandbox.jibri.config import Faults, JibriConfig, XmppEnvironment
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_CLIENT: Final = "{jabber:client}"
+_JIBRI_IQ: Final = f"{_CLIENT}iq/{{{JIBRI_NS}}}jibri"
+_MUC_NS: Final = "http://jabber.org/protocol/muc"
+_JOIN_TIMEOUT: Final = 15.0
+
+
+class JibriError(RuntimeError):
+    """The simulated Jibri could not connect or join a brewery."""
+
+
+@dataclass(frozen=True)
+class ReceivedStart:
+    """An accepted start command, kept for tests to assert on."""
+
+    environment: str
+    room: str
+    mode: RecordingMode
+    session_id: str | None
+    stream_key: Secret | None
+    sender: str  # the requester's occupant JID: where reports go
+    dialect: Dialect
+
+
+@dataclass(frozen=True)
+class SentReport:
+    environment: str
+    to: str
+    update: stanzas.StatusUpdate
+    acknowledged: bool
+
+
+@dataclass
+class _Session:
+    start: ReceivedStart
+    link: _Link
+    session_id: str
+    task: asyncio.Task[None] | None = None
+    on: bool = False
+
+
+class _Link(slixmpp.ClientXMPP):
+    """One XMPP connection: the Jibri's control login in one environment, in one brewery."""
+
+    def __init__(self, jibri: SimulatedJibri, env: XmppEnvironment) -> None:
+        super().__init__(env.control_login.jid, env.control_login.password.reveal())
+        self.jibri = jibri
+        self.env = env
+        self.occupant = env.control_muc.occupant
+        # Prosody's c2s port speaks STARTTLS; slixmpp would try direct TLS first on an explicit port.
+        self.enable_direct_tls = False
+        self.enable_starttls = True
+        self.enable_plaintext = False
+        ca_file = jibri.config.sandbox.ca_file
+        if ca_file:
+            self.ca_certs = Path(ca_file)
+        elif env.trust_all_xmpp_certs:
+            self.ssl_context.check_hostname = False
+            self.ssl_context.verify_mode = ssl.CERT_NONE
+        self.joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.connected_once = False
+        self.add_event_handler("session_start", self._on_session_start)
+        self.add_event_handler("failed_all_auth", lambda _e: self._fail("authentication failed"))
+        self.add_event_handler("connection_failed", lambda e: self._fail(f"connection failed: {e}"))
+        self.add_event_handler("stream_negotiated", self._on_negotiated)
+        self.add_event_handler("disconnected", self._on_disconnected)
+        self.register_handler(Callback("jibri command", MatchXPath(_JIBRI_IQ), self._on_jibri_iq))
+        self.register_handler(
+            Callback("brewery presence", MatchXPath(f"{_CLIENT}presence"), self._on_presence)
+        )
+
+    # -- connection ---------------------------------------------------------
+
+    def _fail(self, reason: str) -> None:
+        if not self.joined.done():
+            self.joined.set_exception(JibriError(f"{self.env.name}: {reason}"))
+            self.joined.exception()  # a failure after the caller gave up is not an error
+            self.abort()
+
+    def _on_negotiated(self, _event: Any) -> None:
+        if not self.authenticated:
+            self._fail("the server offered no authentication (TLS required?)")
+
+    def _on_disconnected(self, _event: Any) -> None:
+        self._fail("disconnected")
+        self.jibri._link_lost(self)
+
+    async def _on_session_start(self, _event: Any) -> None:
+        self.connected_once = True
+        # Join the brewery with our status in the join presence itself, as Jibri does.
+        presence = self._status_presence()
+        muc = ET.SubElement(presence, f"{{{_MUC_NS}}}x")
+        ET.SubElement(muc, f"{{{_MUC_NS}}}history", {"maxstanzas": "0"})
+        self._send(presence)
+
+    def _on_presence(self, presence: StanzaBase) -> None:
+        element = presence.xml
+        if element.get("from") != self.occupant or self.joined.done():
+            return
+        if element.get("type") == "error":
+            self._fail("the brewery refused the join (nickname in use?)")
+            return
+        codes = {s.get("code") for s in element.iter(f"{{{MUC_USER_NS}}}status")}
+        if "110" in codes or element.get("type") != "unavailable":
+            self.joined.set_result(None)
+            self.jibri._changed()
+
+    def connect_first_server(self) -> None:
+        host, port = self.env.servers()[0]
+        self.connect(host, port)
+
+    # -- presence -----------------------------------------------------------
+
+    def _status_presence(self) -> ET.Element:
+        presence = ET.Element(f"{_CLIENT}presence", {"to": self.occupant})
+        presence.append(
+            stanzas.build_jibri_status(self.jibri.dialect, self.jibri.busy_status, self.jibri.health)
+        )
+        return presence
+
+    def send_status(self) -> None:
+        if self.joined.done() and not self.joined.exception() and self.is_connected():
+            self._send(self._status_presence())
+
+    def leave(self) -> None:
+        if self.is_connected():
+            self._send(ET.Element(f"{_CLIENT}presence", {"to": self.occupant, "type": "unavailable"}))
+
+    def _send(self, element: ET.Element) -> None:
+        if element.tag == f"{_CLIENT}iq":
+            self.send(slixmpp.stanza.Iq(self, xml=element))
+        else:
+            self.send(slixmpp.stanza.Presence(self, xml=element))
+
+    # -- commands -----------------------------------------------------------
+
+    def _on_jibri_iq(self, iq: StanzaBase) -> None:
+        if iq["type"] != "set":
+            return  # answers to our own reports are handled by their waiters
+        self.jibri._on_command(self, iq.xml)
+
+    def reply(self, element: ET.Element) -> None:
+        self._send(element)
+
+    async def report(self, to: str, update: stanzas.StatusUpdate) -> bool:
+        """Send a status report; True if the controller acknowledged it in time."""
+        element = stanzas.build_report(to, update, uuid.uuid4().hex)
+        try:
+            await slixmpp.stanza.Iq(self, xml=element).send(timeout=self.jibri.config.sandbox.report_timeout)
+        except (IqError, IqTimeout):
+            log.info("%s: report %s to %s was not acknowledged", self.env.name, update.status, to)
+            return False
+        except Exception:  # e.g. the connection is gone; a Jibri must survive it
+            log.info("%s: report %s to %s could not be sent", self.env.name, update.status, to)
+            return False
+        return True
+
+
+class SimulatedJibri:
+    """A Jibri in every brewery of its jibri.conf; busy in one means busy in all.
+
+    ``faults`` and :meth:`set_healthy` can be changed at runtime; ``starts``,
+    ``commands`` and ``reports`` record what happened for tests.
+    """
+
+    def __init__(self, config: JibriConfig) -> None:
+        self.config = config
+        self.dialect: Dialect = config.sandbox.dialect
+        self.faults: Faults = dataclasses.replace(config.sandbox.faults)
+        self.recording_modes = set(config.sandbox.recording_modes)
+        self.starts: list[ReceivedStart] = []
+        self.commands: list[stanzas.JibriCommand] = []
+        self.reports: list[SentReport] = []
+        self.refusals = 0
+        self.bad_requests = 0
+        self.disconnected = False  # set when the connections were dropped (fault or server)
+        self.stalled = False  # the never-on fault is holding a session in pending
+        self._healthy = config.sandbox.healthy
+        self._busy = False
+        self._spent = False  # single-use: one recording done, never idle again
+        self._session: _Session | None = None
+        self._links: list[_Link] = []
+        self._wake = asyncio.Event()
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
+    def busy_status(self) -> BusyStatus:
+        return BusyStatus.BUSY if self._busy else BusyStatus.IDLE
+
+    @property
+    def health(self) -> Health:
+        return Health.HEALTHY if self._healthy else Health.UNHEALTHY
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    @property
+    def recording(self) -> bool:
+        """A session reached ``on`` and has not ended."""
+        return self._session is not None and self._session.on
+
+    @property
+    def session_id(self) -> str | None:
+        return self._session.session_id if self._session else None
+
+    @property
+    def joined(self) -> bool:
+        """Every brewery has seen this Jibri's presence."""
+        return bool(self._links) and all(
+            link.joined.done() and link.joined.exception() is None and link.is_connected()
+            for link in self._links
+        )
+
+    @property
+    def occupants(self) -> list[str]:
+        return [link.occupant for link in self._links]
+
+    def set_healthy(self, healthy: bool) -> None:
+        """Flip health; the new presence goes to every brewery at once."""
+        if healthy != self._healthy:
+            self._healthy = healthy
+            self._announce()
+
+    async def wait_until(self, condition: Callable[[SimulatedJibri], T], timeout: float = 5) -> T:
+        """Wait until ``condition(self)`` is truthy; re-checked on every state change."""
+        async with asyncio.timeout(timeout):
+            while True:
+                wake = self._wake
+                value = condition(self)
+                if value:
+                    return value
+                await wake.wait()
+
+    def _changed(self) -> None:
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self, timeout: float = _JOIN_TIMEOUT) -> None:
+        """Connect to every environment and join every brewery; raise JibriError if one fails."""
+        self._links = [_Link(self, env) for env in self.config.environments]
+        for link in self._links:
+            link.connect_first_server()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(asyncio.shield(link.joined) for link in self._links))
+        except TimeoutError:
+            await self.stop()
+            raise JibriError("timed out joining the breweries") from None
+        except JibriError:
+            await self.stop()
+            raise
+        log.info("joined %s as %s (%s dialect)", ", ".join(self.occupants), self.busy_status, self.dialect)
+        self._changed()
+
+    async def stop(self) -> None:
+        """Leave every brewery (unavailable presence) and disconnect."""
+        if self._session is not None and self._session.task is not None:
+            self._session.task.cancel()
+        for link in self._links:
+            link.leave()
+        await asyncio.gather(
+            *(asyncio.wait_for(link.disconnect(wait=1), 3) for link in self._links if link.is_connected()),
+            return_exceptions=True,
+        )
+        self._changed()
+
+    def drop_connections(self) -> None:
+        """Cut every connection at once, without an unavailable presence (a crash, seen from XMPP)."""
+        self.disconnected = True
+        for link in self._links:
+            link.abort()
+        self._changed()
+
+    async def __aenter__(self) -> SimulatedJibri:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _link_lost(self, link: _Link) -> None:
+        if link.connected_once:
+            log.info("%s: connection lost", link.env.name)
+            self.disconnected = True
+        self._changed()
+
+    def _announce(self) -> None:
+        for link in self._links:
+            link.send_status()
+        self._changed()
+
+    # -- the protocol -------------------------------------------------------
+
+    def _on_command(self, link: _Link, iq: ET.Element) -> None:
+        try:
+            command = stanzas.parse_command(iq)
+        except stanzas.BadRequest as error:
+            self.bad_requests += 1
+            log.info("%s: bad request: %s", link.env.name, error)
+            link.reply(stanzas.build_error(iq, stanzas.ErrorCondition.BAD_REQUEST, str(error)))
+            self._changed()
+            return
+        self.commands.append(command)
+        if command.action is Action.START:
+            self._on_start(link, iq, command)
+        else:
+            self._on_stop(link, iq, command)
+        self._changed()
+
+    def _on_start(self, link: _Link, iq: ET.Element, command: stanzas.JibriCommand) -> None:
+        request = command.start
+        assert request is not None
+        if self._busy:
+            self.refusals += 1
+            if self.dialect is Dialect.LEGACY:
+                link.reply(stanzas.build_error(iq, stanzas.ErrorCondition.SERVICE_UNAVAILABLE, "busy"))
+            else:
+                busy = stanzas.StatusUpdate(RecordingStatus.OFF, FailureReason.BUSY, True, command.session_id)
+                link.reply(stanzas.build_result(iq, busy))
+            return
+        if request.mode not in self.recording_modes:
+            self.refusals += 1
+            refused = stanzas.StatusUpdate(
+                RecordingStatus.OFF, FailureReason.ERROR, False, command.session_id
+            )
+            link.reply(stanzas.build_result(iq, refused))
+            return
+        start = ReceivedStart(
+            environment=link.env.name,
+            room=request.room,
+            mode=request.mode,
+            session_id=request.session_id,
+            stream_key=request.stream_key,
+            sender=command.sender,
+            dialect=command.dialect,
+        )
+        self.starts.append(start)
+        session_id = request.session_id or uuid.uuid4().hex[:12]
+        self._session = _Session(start, link, session_id)
+        self._busy = True
+        link.reply(
+            stanzas.build_result(iq, stanzas.StatusUpdate(RecordingStatus.PENDING, session_id=session_id))
+        )
+        log.info("%s: start accepted (%s, session %s)", link.env.name, request.mode, session_id)
+        self._announce()
+        self._session.task = asyncio.get_running_loop().create_task(self._run_session(self._session))
+
+    def _on_stop(self, link: _Link, iq: ET.Element, command: stanzas.JibriCommand) -> None:
+        session = self._session
+        off = stanzas.StatusUpdate(RecordingStatus.OFF, session_id=command.session_id)
+        link.reply(stanzas.build_result(iq, off))
+        if session is None:
+            return
+        if command.session_id and command.session_id != session.session_id:
+            log.info("%s: stop for another session ignored", link.env.name)
+            return
+        if session.task is not None:
+            session.task.cancel()
+        log.info("%s: stopped session %s", link.env.name, session.session_id)
+        self._end_session(session)
+
+    async def _run_session(self, session: _Session) -> None:
+        """pending -> on -> off, with the configured delays and faults."""
+        sandbox = self.config.sandbox
+        await asyncio.sleep(sandbox.start_delay)  # the simulated Chrome and ffmpeg starting up
+        if self.faults.never_on:
+            self.stalled = True
+            self._changed()
+            try:
+                await asyncio.Event().wait()  # stuck in pending until stopped
+            finally:
+                self.stalled = False
+        if self.faults.start_fails:
+            failed = stanzas.StatusUpdate(
+                RecordingStatus.OFF,
+                FailureReason.ERROR,
+                self.faults.start_fails_should_retry,
+                session.session_id,
+            )
+            await self._report(session, failed)
+            self._end_session(session)
+            return
+        session.on = True
+        await self._report(session, stanzas.StatusUpdate(RecordingStatus.ON, session_id=session.session_id))
+        if self.faults.disconnect_after_on:
+            self.drop_connections()
+            return
+        limits = [sandbox.recording_duration, session.link.env.usage_timeout]
+        remaining = min((limit for limit in limits if limit), default=None)
+        if remaining is None:
+            return  # records until stopped
+        await asyncio.sleep(remaining)  # the recording's own length
+        await self._report(session, stanzas.StatusUpdate(RecordingStatus.OFF, session_id=session.session_id))
+        self._end_session(session)
+
+    async def _report(self, session: _Session, update: stanzas.StatusUpdate) -> None:
+        acknowledged = await session.link.report(session.start.sender, update)
+        self.reports.append(SentReport(session.link.env.name, session.start.sender, update, acknowledged))
+        self._changed()
+
+    def _end_session(self, session: _Session) -> None:
+        if self._session is not session:
+            return
+        self._session = None
+        if self.config.single_use_mode:
+            self._spent = True  # stays busy, and keeps its last presence: it must be replaced
+            self._changed()
+            return
+        self._busy = False
+        self._announce()
+
+
+async def run_until_cancelled(jibri: SimulatedJibri) -> None:
+    """Start, then wait forever; leave the breweries cleanly when cancelled."""
+    await jibri.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await jibri.stop()
