@@ -78,6 +78,16 @@ def test_requests_without_the_token_get_401(apiserver: RunningApiServer) -> None
     with pytest.raises(urllib.error.HTTPError) as err:
         get("/api/v1/namespaces", {"Authorization": "Bearer wrong"})
     assert err.value.code == 401
+    token = {"Authorization": f"Bearer {apiserver.token}"}
+    post = urllib.request.Request(  # noqa: S310 - https only
+        apiserver.url + "/api/v1/namespaces/default", data=b"{}", method="POST", headers=token
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(post, context=ca)  # noqa: S310
+    assert (err.value.code, json.loads(err.value.read())["reason"]) == (405, "MethodNotAllowed")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        get("/apis/no.such.group/v1/things", token)
+    assert err.value.code == 404
     assert get("/version", {"Authorization": f"Bearer {apiserver.token}"})["major"] == "1"
 
 

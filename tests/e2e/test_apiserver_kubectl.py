@@ -244,6 +244,27 @@ def test_server_side_apply_diff_and_imperative_creates(kubectl: Kubectl, ns: str
     kubectl("create", "service", "clusterip", "web", "--tcp=80:8080", "-n", ns)
     svc = json.loads(kubectl("get", "service", "web", "-n", ns, "-o", "json"))
     assert svc["spec"]["ports"][0]["targetPort"] == 8080 and svc["spec"]["clusterIP"].startswith("10.96.")
+    kubectl(
+        "run",
+        "web",
+        "-n",
+        ns,
+        "--image=nginx:1.27",
+        "--port=80",
+        "--env=A=1",
+        "--labels=app=web",
+        "--",
+        "sleep",
+        "9",
+    )
+    pod = json.loads(kubectl("get", "pod", "web", "-n", ns, "-o", "json"))
+    container = pod["spec"]["containers"][0]
+    assert (container["image"], container["args"], container["env"]) == (
+        "nginx:1.27",
+        ["sleep", "9"],
+        [{"name": "A", "value": "1"}],
+    )
+    assert pod["metadata"]["labels"] == {"app": "web"} and pod["status"]["phase"] == "Pending"
     out = kubectl.run("patch", "-n", ns, "widget", "ssa", "-p", '{"spec":{"replicas":1}}', check=False)
     assert out.returncode != 0 and "application/strategic-merge-patch+json is not supported" in out.stderr
 

@@ -4,7 +4,7 @@ client-go's typed clients always write protobuf (`application/vnd.kubernetes.pro
 and accept JSON back, so the server must read protobuf but never writes it. Only
 the kinds kubectl's imperative `create` subcommands produce are mapped (field numbers
 from k8s.io/api's generated.proto): Namespace, ConfigMap, Secret, ServiceAccount,
-Service, and the reviews `kubectl auth can-i/whoami` send. Others get 415, as a server without that type's protobuf would answer.
+Service, Pod (the fields `kubectl run` sets), and the reviews `kubectl auth can-i/whoami` send. Others get 415, as a server without that type's protobuf would answer.
 """
 
 from __future__ import annotations
@@ -44,7 +44,21 @@ REVIEWS: dict[str, Schema] = {
     "SelfSubjectRulesReview": {1: ("metadata", OBJECT_META), 2: ("spec", {1: ("namespace", "string")})},
     "SelfSubjectReview": {1: ("metadata", OBJECT_META)},
 }
+CONTAINER: Schema = {
+    1: ("name", "string"), 2: ("image", "string"), 3: ("command", ("repeated", "string")),
+    4: ("args", ("repeated", "string")), 5: ("workingDir", "string"),
+    6: ("ports", ("repeated", {1: ("name", "string"), 2: ("hostPort", "int"), 3: ("containerPort", "int"),
+                               4: ("protocol", "string")})),
+    7: ("env", ("repeated", {1: ("name", "string"), 2: ("value", "string")})),
+    8: ("resources", {}), 14: ("imagePullPolicy", "string"), 16: ("stdin", "bool"), 18: ("tty", "bool"),
+}  # fmt: skip
+POD_SPEC: Schema = {
+    2: ("containers", ("repeated", CONTAINER)), 3: ("restartPolicy", "string"),
+    4: ("terminationGracePeriodSeconds", "int"), 6: ("dnsPolicy", "string"), 7: ("nodeSelector", ("map", "string")),
+    8: ("serviceAccountName", "string"), 10: ("nodeName", "string"), 19: ("schedulerName", "string"),
+}  # fmt: skip
 KINDS: dict[str, Schema] = {
+    "Pod": {1: ("metadata", OBJECT_META), 2: ("spec", POD_SPEC)},
     "Namespace": {1: ("metadata", OBJECT_META), 2: ("spec", {1: ("finalizers", ("repeated", "string"))}),
                   3: ("status", {1: ("phase", "string")})},
     "ConfigMap": {1: ("metadata", OBJECT_META), 2: ("data", ("map", "string")), 3: ("binaryData", ("map", "bytes")),
