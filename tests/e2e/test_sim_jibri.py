@@ -27,6 +27,7 @@ from jibri_sandbox.jibri import (
     Faults,
     SandboxSettings,
     SimulatedJibri,
+    parse_jibri_conf,
     render_sandbox_jibri_conf,
     sandbox_environment,
 )
@@ -272,3 +273,23 @@ async def test_cli_reads_jibri_conf_and_leaves_on_sigterm(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_rejoins_after_the_server_restarts(xmpp_account) -> None:
+    # A Prosody of its own: restarting the shared one would cut every other test's clients.
+    with Prosody() as server:
+        jid, password = server.register("jibri", "pw"), "pw"
+        env = sandbox_environment(
+            server=(server.host, server.port),
+            brewery=f"b@{server.muc_domain}",
+            nickname="j",
+            jid=jid,
+            password=password,
+        )
+        config = parse_jibri_conf(
+            render_sandbox_jibri_conf([env], SandboxSettings(ca_file=str(server.ca_file)))
+        )
+        async with SimulatedJibri(config) as jibri:
+            server.restart()
+            await jibri.wait_until(lambda j: j.reconnects == 1 and j.joined, timeout=10)
+            assert jibri.disconnected

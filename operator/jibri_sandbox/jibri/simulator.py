@@ -31,7 +31,7 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from jibri_operator.api.constants import JIBRI_NS, MUC_USER_NS
+from jibri_operator.api.constants import JIBRI_NS
 from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import (
     Action,
@@ -106,8 +106,9 @@ class _Link(slixmpp.ClientXMPP):
         elif env.trust_all_xmpp_certs:
             self.ssl_context.check_hostname = False
             self.ssl_context.verify_mode = ssl.CERT_NONE
-        self.joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.connected_once = False
+        self.joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # the first join
+        self.in_room = False  # our occupant is in the brewery right now
+        self.reconnect = True  # off when we leave on purpose or drop the line as a fault
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("failed_all_auth", lambda _e: self._fail("authentication failed"))
         self.add_event_handler("connection_failed", lambda e: self._fail(f"connection failed: {e}"))
@@ -131,11 +132,21 @@ class _Link(slixmpp.ClientXMPP):
             self._fail("the server offered no authentication (TLS required?)")
 
     def _on_disconnected(self, _event: Any) -> None:
+        was_joined = self.joined.done() and self.joined.exception() is None
+        self.in_room = False
         self._fail("disconnected")
         self.jibri._link_lost(self)
+        if was_joined and self.reconnect:
+            # Like a real Jibri: come back when the server does. slixmpp keeps retrying
+            # a failed connect() by itself, with a growing back-off.
+            log.info("%s: connection lost; reconnecting", self.env.name)
+            asyncio.get_running_loop().call_later(0.2, self._reconnect)
+
+    def _reconnect(self) -> None:
+        if self.reconnect and not self.is_connected():
+            self.connect_first_server()
 
     async def _on_session_start(self, _event: Any) -> None:
-        self.connected_once = True
         # Join the brewery with our status in the join presence itself, as Jibri does.
         presence = self._status_presence()
         muc = ET.SubElement(presence, f"{{{_MUC_NS}}}x")
@@ -144,14 +155,18 @@ class _Link(slixmpp.ClientXMPP):
 
     def _on_presence(self, presence: StanzaBase) -> None:
         element = presence.xml
-        if element.get("from") != self.occupant or self.joined.done():
+        if element.get("from") != self.occupant or self.in_room:
             return
         if element.get("type") == "error":
             self._fail("the brewery refused the join (nickname in use?)")
             return
-        codes = {s.get("code") for s in element.iter(f"{{{MUC_USER_NS}}}status")}
-        if "110" in codes or element.get("type") != "unavailable":
-            self.joined.set_result(None)
+        if element.get("type") != "unavailable":
+            self.in_room = True
+            if not self.joined.done():
+                self.joined.set_result(None)
+            else:
+                self.jibri.reconnects += 1
+                log.info("%s: back in %s", self.env.name, self.occupant)
             self.jibri._changed()
 
     def connect_first_server(self) -> None:
@@ -168,7 +183,7 @@ class _Link(slixmpp.ClientXMPP):
         return presence
 
     def send_status(self) -> None:
-        if self.joined.done() and not self.joined.exception() and self.is_connected():
+        if self.in_room and self.is_connected():
             self._send(self._status_presence())
 
     def leave(self) -> None:
@@ -222,7 +237,8 @@ class SimulatedJibri:
         self.reports: list[SentReport] = []
         self.refusals = 0
         self.bad_requests = 0
-        self.disconnected = False  # set when the connections were dropped (fault or server)
+        self.disconnected = False  # set when a connection was lost (fault or server)
+        self.reconnects = 0  # rejoins after a lost connection
         self.stalled = False  # the never-on fault is holding a session in pending
         self._healthy = config.sandbox.healthy
         self._busy = False
@@ -261,10 +277,7 @@ class SimulatedJibri:
     @property
     def joined(self) -> bool:
         """Every brewery has seen this Jibri's presence."""
-        return bool(self._links) and all(
-            link.joined.done() and link.joined.exception() is None and link.is_connected()
-            for link in self._links
-        )
+        return bool(self._links) and all(link.in_room and link.is_connected() for link in self._links)
 
     @property
     def occupants(self) -> list[str]:
@@ -314,6 +327,7 @@ class SimulatedJibri:
         if self._session is not None and self._session.task is not None:
             self._session.task.cancel()
         for link in self._links:
+            link.reconnect = False
             link.leave()
         await asyncio.gather(
             *(asyncio.wait_for(link.disconnect(wait=1), 3) for link in self._links if link.is_connected()),
@@ -325,6 +339,7 @@ class SimulatedJibri:
         """Cut every connection at once, without an unavailable presence (a crash, seen from XMPP)."""
         self.disconnected = True
         for link in self._links:
+            link.reconnect = False  # a crashed Jibri stays gone; its pod would be replaced
             link.abort()
         self._changed()
 
@@ -336,8 +351,7 @@ class SimulatedJibri:
         await self.stop()
 
     def _link_lost(self, link: _Link) -> None:
-        if link.connected_once:
-            log.info("%s: connection lost", link.env.name)
+        if link.joined.done() and link.joined.exception() is None:
             self.disconnected = True
         self._changed()
 
