@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,13 +39,21 @@ __all__ = [
 T = TypeVar("T")
 
 
+_SHARED: dict[int, RunningApiServer] = {}
+
+
 @pytest.fixture(scope="session")
-def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiServer]:
-    server = start_process(tmp_path_factory.mktemp("apiserver"))
-    try:
-        yield server
-    finally:
-        server.stop()
+def apiserver(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> RunningApiServer:
+    """One server process for the whole session, however many modules import this fixture.
+
+    (pytest makes a separate session fixture per importing module; the cache keeps it to one
+    process, stopped when the session ends.)
+    """
+    server = _SHARED.get(id(request.session))
+    if server is None or server.process.poll() is not None:
+        server = _SHARED[id(request.session)] = start_process(tmp_path_factory.mktemp("apiserver"))
+        request.config.add_cleanup(server.stop)
+    return server
 
 
 def wait_for(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
