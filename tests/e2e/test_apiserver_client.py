@@ -127,6 +127,10 @@ def test_update_with_a_stale_resource_version_is_a_conflict(core: client.CoreV1A
     body = json.loads(err.value.body)
     assert (err.value.status, body["reason"]) == (409, "Conflict")
     assert "the object has been modified" in body["message"]
+    second.metadata.uid = "another-uid"
+    with pytest.raises(ApiException) as err:
+        core.replace_namespaced_config_map("c", ns, second)
+    assert err.value.status == 422 and "metadata.uid: Invalid value" in json.loads(err.value.body)["message"]
 
 
 def test_list_then_watch_from_the_list_resource_version(core: client.CoreV1Api, ns: str) -> None:

@@ -252,6 +252,13 @@ class Api:
                 if "status" in old:
                     new["status"] = old["status"]
             new_meta = dict(new["metadata"])
+            if new_meta.get("uid") and new_meta["uid"] != old["metadata"].get("uid"):
+                raise errors.invalid_object(
+                    rt.kind,
+                    rt.group,
+                    name,
+                    [errors.invalid("metadata.uid", new_meta["uid"], "field is immutable")],
+                )
             for kept in (
                 "uid",
                 "creationTimestamp",
