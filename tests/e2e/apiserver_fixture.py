@@ -12,7 +12,14 @@ pytest runs with its default import mode, as `make test` does):
 
 `apiserver` is one server process for the whole session (`.kubeconfig`, `.url`,
 `.token`), so tests must use their own namespaces or names. `start_process()` gives
-a private one with other flags (e.g. a short watch history).
+a private one with other flags (e.g. `"--history", "20"` for a short watch history,
+`"--bookmark-interval", "0.3"`); stop it with `.stop()`.
+
+Clients: prefer `kubernetes.config.new_client_from_config(config_file=...)` (no
+global state). kopf reads KUBECONFIG through the `kubernetes` package, which
+reads the variable when first imported: run `kopf run` as a subprocess with
+KUBECONFIG in its environment (see `kopf_run` in test_apiserver_kopf.py), or set
+it before anything imports `kubernetes` if you use `kopf.testing.KopfRunner`.
 """
 
 from __future__ import annotations
