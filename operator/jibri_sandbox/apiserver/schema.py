@@ -77,6 +77,8 @@ def default(value: Any, schema: Schema | None) -> Any:
     """Fill defaults of absent fields and replace or drop non-nullable nulls (in place)."""
     if schema is None:
         return value
+    if isinstance(value, float) and value.is_integer() and schema.get("type") == "integer":
+        return int(value)  # JSON has one number type; apimachinery decodes integral numbers as int64
     if isinstance(value, dict):
         for key, sub in (schema.get("properties") or {}).items():
             current = value.get(key, _MISSING)
