@@ -61,7 +61,7 @@ def deleted(name, namespace, **_):
 
 
 @pytest.fixture
-def kube(apiserver: RunningApiServer) -> Iterator[client.ApiClient]:  # noqa: F811
+def kube(apiserver: RunningApiServer) -> Iterator[client.ApiClient]:
     api_client = config.new_client_from_config(config_file=str(apiserver.kubeconfig))
     ext = client.ApiextensionsV1Api(api_client)
     for crd in as_objects(WIDGET_CRD + "\n---\n" + KOPF_PEERING_CRDS):
@@ -111,7 +111,7 @@ def kopf_run(server: RunningApiServer, operator: Path, *args: str) -> Iterator[s
 
 
 def test_a_kopf_operator_handles_widgets(
-    apiserver: RunningApiServer,  # noqa: F811
+    apiserver: RunningApiServer,
     kube: client.ApiClient,
     tmp_path: Path,
 ) -> None:
@@ -147,7 +147,7 @@ def test_a_kopf_operator_handles_widgets(
 
 
 def test_kopf_peering_writes_its_presence(
-    apiserver: RunningApiServer,  # noqa: F811
+    apiserver: RunningApiServer,
     kube: client.ApiClient,
     tmp_path: Path,
 ) -> None:
