@@ -357,5 +357,75 @@ JIBRI_READY = importlib.util.find_spec("jibri_sandbox.jibri.cli") is not None
 @pytest.mark.skipif(
     not JIBRI_READY, reason="the simulated Jibri (jibri_sandbox.jibri.cli) does not exist yet"
 )
-async def test_jibri_pod_joins_the_brewery(kubelet: Kubelet, core: client.CoreV1Api, ns: str) -> None:
-    pytest.skip("wired up once the simulated Jibri lands")
+async def test_jibri_pod_joins_the_brewery(
+    kubelet: Kubelet, core: client.CoreV1Api, ns: str, prosody: Any, xmpp_account: Any, brewery: str
+) -> None:
+    """A Jibri pod, its jibri.conf from a ConfigMap volume and its nickname from POD_NAME, joins for real."""
+    from xmpp_helpers import TestClient
+
+    from jibri_sandbox.jibri import SandboxSettings, render_sandbox_jibri_conf, sandbox_environment
+
+    jid, password = xmpp_account("jibri")
+    env = sandbox_environment(
+        server=(prosody.host, prosody.port), brewery=brewery, nickname="NICK", jid=jid, password=password
+    )
+    conf = render_sandbox_jibri_conf([env], SandboxSettings(ca_file=str(prosody.ca_file)))
+    conf = conf.replace('nickname = "NICK"', "nickname = ${POD_NAME}")  # HOCON env substitution
+    await asyncio.to_thread(
+        core.create_namespaced_config_map,
+        ns,
+        {"metadata": {"name": "jibri-conf"}, "data": {"jibri.conf": conf}},
+    )
+    pod = {
+        "metadata": {"name": "jibri-0"},
+        "spec": {
+            "terminationGracePeriodSeconds": 10,
+            "volumes": [{"name": "config", "configMap": {"name": "jibri-conf"}}],
+            "containers": [
+                {
+                    "name": "jibri",
+                    "image": "jitsi/jibri:stable-9753",
+                    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "volumeMounts": [{"name": "config", "mountPath": "/etc/jitsi/jibri", "readOnly": True}],
+                }
+            ],
+        },
+    }
+    observer_jid, observer_password = xmpp_account("observer")
+    observer = TestClient(observer_jid, observer_password, prosody.ca_file)
+    await observer.login(prosody.host, prosody.port)
+    try:
+        await observer.join(brewery, "observer")
+        occupant = f"{brewery}/jibri-0"
+        await create(core, ns, pod)
+        await until(lambda: is_ready(read(core, ns, "jibri-0")), what="jibri pod Ready")
+        presence = await observer.wait_for(lambda: observer.last_presence(occupant), timeout=15)
+        assert presence.occupant == occupant
+
+        def left() -> bool:
+            return any(
+                p.get("from") == occupant and p.get("type") == "unavailable" for p in observer.presences
+            )
+
+        await kubelet.crash(ns, "jibri-0")  # SIGKILL: the XMPP connection drops, the MUC sees it leave
+        await observer.wait_for(left, timeout=10)
+        await until(
+            lambda: (p := read(core, ns, "jibri-0")) and p.status.container_statuses[0].restart_count == 1,
+            what="jibri restarted",
+        )
+        seen = len(observer.presences)
+        await observer.wait_for(
+            lambda: any(
+                p.get("from") == occupant and p.get("type") != "unavailable"
+                for p in observer.presences[seen:]
+            ),
+            timeout=15,
+        )  # back in the brewery after the restart
+        process = kubelet.worker(ns, "jibri-0").containers[0].process  # type: ignore[union-attr]
+        await asyncio.to_thread(core.delete_namespaced_pod, "jibri-0", ns)
+        await until(lambda: read(core, ns, "jibri-0") is None, what="jibri pod gone")
+        assert process is not None and process.exit_code == 0, (
+            "SIGTERM: the Jibri left the brewery and exited"
+        )
+    finally:
+        await observer.close()
