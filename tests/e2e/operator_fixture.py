@@ -49,6 +49,7 @@ class OperatorProcess:
             nickname,
             "--metrics-port",
             "0",
+            *(["-v"] if os.environ.get("OPERATOR_DEBUG") else []),
         ]
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None

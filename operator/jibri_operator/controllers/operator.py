@@ -155,6 +155,17 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
         finally:
             sessions.pop(runner.uid, None)
 
+    @kopf.on.delete(GROUP, VERSION, PLURAL_SESSION, registry=registry)
+    async def session_deleted(
+        *, body: kopf.Body, uid: str, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+    ) -> None:
+        """Hold the finalizer until the recording is stopped, daemon or not."""
+        runner = sessions.get(uid)
+        if runner is not None:
+            await runner.finished.wait()  # its daemon was told of the deletion and stops the recording
+            return
+        await SessionRunner(hub, body, logger).stop_for_deletion()
+
     @kopf.on.update(GROUP, VERSION, PLURAL_SESSION, field="spec", registry=registry)
     def session_changed(*, uid: str, **_: Any) -> None:
         runner = sessions.get(uid)

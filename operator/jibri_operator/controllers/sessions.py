@@ -113,6 +113,7 @@ class SessionRunner:
         self.tried: set[str] = set()
         self.deleting = False
         self.exiting = False
+        self.finished = asyncio.Event()
 
     # -- the hub's side --------------------------------------------------------------
 
@@ -142,8 +143,10 @@ class SessionRunner:
 
     # -- the run ------------------------------------------------------------------------------
 
-    async def run(self, stopped: kopf.DaemonStopped) -> None:
-        watcher = asyncio.create_task(self._watch_stopped(stopped))
+    async def run(self, stopped: kopf.DaemonStopped | None) -> None:
+        """Drive the session until it ends. Without ``stopped``, the object is already being
+        deleted (see :meth:`stop_for_deletion`)."""
+        watcher = asyncio.create_task(self._watch_stopped(stopped)) if stopped is not None else None
         try:
             if self.status.get("phase") in TERMINAL:
                 return
@@ -158,9 +161,17 @@ class SessionRunner:
         except SessionEnded:
             pass
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             self._release()
+            self.finished.set()
             metrics.WAITING_SESSIONS.labels(*self.env_key).set(self.hub.waiting(self.env_key))
+
+    async def stop_for_deletion(self) -> None:
+        """The object was marked for deletion while no daemon ran (e.g. during an operator
+        restart): kopf spawns no daemon for it, so stop whatever status says may be recording."""
+        self.deleting = True
+        await self.run(None)
 
     async def _watch_stopped(self, stopped: kopf.DaemonStopped) -> None:
         await stopped.wait()

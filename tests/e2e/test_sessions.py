@@ -1,0 +1,216 @@
+"""RecordingSession end to end: the operator process, the sandbox API server,
+a real Prosody, and simulated Jibris speaking both dialects."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from operator_fixture import Cluster, Environment, OperatorProcess, eventually, make_environment
+from sim import JibriFactory, jibri_factory, nickname, occupy, other_controller, stops
+
+from jibri_operator.api.types import Dialect
+from jibri_sandbox.jibri.simulator import SimulatedJibri
+from jibri_sandbox.prosody import Prosody
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def jibris(
+    env: Environment, xmpp_account: Callable[..., tuple[str, str]]
+) -> AsyncIterator[JibriFactory]:
+    async with jibri_factory(env.prosody, env.brewery, xmpp_account) as factory:
+        yield factory
+
+
+def starts(jibri: SimulatedJibri) -> int:
+    return len(jibri.starts)
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+async def test_apply_record_delete(env: Environment, jibris: JibriFactory, dialect: Dialect) -> None:
+    (jibri,) = await jibris(1, dialect=dialect)
+    env.session("standup")
+    session = await env.wait_phase("standup", "Recording")
+    status = session["status"]
+    assert status["jibri"]["nickname"] == nickname(jibri)
+    assert status["jibri"]["dialect"] == dialect.value
+    assert status["sessionId"] == session["metadata"]["uid"]
+    assert status["attempts"] == 1 and status["startedAt"]
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Scheduled": "True",
+        "Recording": "True",
+    }
+    assert jibri.busy
+    (start,) = jibri.starts
+    assert start.room == session["spec"]["room"]
+    if dialect is Dialect.CURRENT:
+        assert start.session_id == session["metadata"]["uid"]
+
+    await asyncio.to_thread(env.cluster.delete, "recordingsessions", env.namespace, "standup")
+    await env.wait_gone("standup")
+    assert stops(jibri) >= 1
+    await jibri.wait_until(lambda j: not j.busy, 5)
+
+
+async def test_stream_mode_hands_the_key_only_to_the_jibri(
+    env: Environment, jibris: JibriFactory, operator: OperatorProcess
+) -> None:
+    (jibri,) = await jibris(1)
+    key = f"live-{uuid.uuid4().hex}"
+    await asyncio.to_thread(env.cluster.create_secret, env.namespace, "yt", {"streamKey": key})
+    env.session("town-hall", mode="stream", streamKeySecretRef={"name": "yt"})
+    session = await env.wait_phase("town-hall", "Recording")
+    (start,) = jibri.starts
+    assert start.stream_key is not None and start.stream_key.reveal() == key
+    events = await asyncio.to_thread(env.cluster.events, env.namespace)
+    assert events, "the operator records its decisions as Events"
+    assert all(key not in (event.message or "") for event in events)
+    assert key not in str(session)
+    assert key not in operator.log.read_text(errors="replace")
+
+
+async def test_file_mode_has_no_key(env: Environment, jibris: JibriFactory) -> None:
+    (jibri,) = await jibris(1)
+    env.session("notes", mode="file")
+    await env.wait_phase("notes", "Recording")
+    (start,) = jibri.starts
+    assert start.mode.value == "file" and start.stream_key is None
+
+
+async def test_busy_jibris_are_skipped(
+    env: Environment, jibris: JibriFactory, xmpp_account: Callable[..., tuple[str, str]]
+) -> None:
+    taken, free = await jibris(2)
+    async with other_controller(env.prosody, env.brewery, xmpp_account) as jicofo:
+        await occupy(jicofo, taken, f"elsewhere@{env.prosody.muc_domain}")  # busy presence in the brewery
+        env.session("skip")
+        session = await env.wait_phase("skip", "Recording")
+    assert session["status"]["jibri"]["nickname"] == nickname(free)
+    assert starts(taken) == 1  # only the other controller's
+
+
+async def test_retryable_failure_moves_to_another_jibri(env: Environment, jibris: JibriFactory) -> None:
+    flaky, good = await jibris(2)
+    flaky.faults.start_fails = True
+    flaky.faults.start_fails_should_retry = True
+    good.set_healthy(False)  # so the flaky one is certainly tried first
+    env.session("retry")
+    await eventually(lambda: starts(flaky) == 1, 10, "the flaky Jibri to be tried")
+    good.set_healthy(True)
+    session = await env.wait_phase("retry", "Recording")
+    assert session["status"]["jibri"]["nickname"] == nickname(good)
+    assert session["status"]["attempts"] == 2
+
+
+async def test_final_failure_ends_failed(env: Environment, jibris: JibriFactory) -> None:
+    (broken,) = await jibris(1)
+    broken.faults.start_fails = True
+    broken.faults.start_fails_should_retry = False
+    env.session("doomed")
+    session = await env.wait_phase("doomed", "Failed")
+    assert session["status"]["failureReason"] == "error"
+    assert starts(broken) == 1
+
+
+async def test_waits_for_an_idle_jibri_and_starts_when_one_frees_up(
+    env: Environment, jibris: JibriFactory
+) -> None:
+    (jibri,) = await jibris(1)
+    env.session("first")
+    await env.wait_phase("first", "Recording")
+    env.session("second")
+    await env.wait_phase("second", "Pending")
+    await eventually(
+        lambda: any(
+            c.get("reason") == "NoIdleJibri"
+            for c in (env.get_session("second") or {}).get("status", {}).get("conditions", [])
+        ),
+        10,
+        "a condition saying why the session waits",
+    )
+    env.cluster.patch("recordingsessions", env.namespace, "first", {"spec": {"stop": True}})
+    await env.wait_phase("first", "Completed")
+    await env.wait_phase("second", "Recording", timeout=5)
+    assert starts(jibri) == 2
+
+
+async def test_fifty_sessions_on_fifty_jibris(env: Environment, jibris: JibriFactory) -> None:
+    fleet = await jibris(50)
+    names = [f"s{index:02d}" for index in range(50)]
+    await asyncio.gather(*(asyncio.to_thread(env.session, name) for name in names))
+
+    def all_recording() -> bool:
+        items = env.cluster.custom.list_namespaced_custom_object(
+            "jibri.dev", "v1alpha1", env.namespace, "recordingsessions"
+        )["items"]
+        return len(items) == 50 and all(item.get("status", {}).get("phase") == "Recording" for item in items)
+
+    await eventually(all_recording, 60, "50 sessions to be Recording")
+    assert sorted(starts(j) for j in fleet) == [1] * 50, "no Jibri got two starts"
+
+
+# --- restarts -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def restartable(
+    apiserver: Any,
+    cluster: Cluster,
+    prosody: Prosody,
+    xmpp_account: Callable[..., tuple[str, str]],
+    tmp_path: Any,
+) -> AsyncIterator[tuple[OperatorProcess, Environment]]:
+    """An operator of its own (namespaces ``rs-*``) that the test may kill."""
+    process = OperatorProcess(
+        apiserver.kubeconfig, "rs-*", "jibri-operator-restart", tmp_path / "operator.log"
+    )
+    process.start()
+    environment = await make_environment(cluster, prosody, xmpp_account, "rs")
+    try:
+        yield process, environment
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("kill_in", ["Starting", "Recording"])
+async def test_operator_restart_never_records_twice(
+    restartable: tuple[OperatorProcess, Environment],
+    xmpp_account: Callable[..., tuple[str, str]],
+    kill_in: str,
+) -> None:
+    process, env = restartable
+    try:
+        await restart_scenario(process, env, xmpp_account, kill_in)
+    except (AssertionError, TimeoutError) as error:
+        raise AssertionError(
+            f"{error!r}\noperator log:\n{process.tail(int(os.environ.get('OPERATOR_LOG_LINES', '80')))}"
+        ) from error
+
+
+async def restart_scenario(
+    process: OperatorProcess, env: Environment, xmpp_account: Callable[..., tuple[str, str]], kill_in: str
+) -> None:
+    async with jibri_factory(env.prosody, env.brewery, xmpp_account) as make:
+        fleet = await make(3, on_delay=3.0 if kill_in == "Starting" else 0.05)
+        await eventually(
+            lambda: (env.environment() or {}).get("status", {}).get("connected"), 20, "brewery joined"
+        )
+        env.session("survivor")
+        await env.wait_phase("survivor", kill_in)
+        process.kill()
+        process.start()
+        session = await env.wait_phase("survivor", "Recording", timeout=30)
+        assert sum(starts(j) for j in fleet) == 1, "exactly one start for one session"
+        (recording,) = [j for j in fleet if j.busy]
+        assert session["status"]["jibri"]["nickname"] == nickname(recording)
+
+        await asyncio.to_thread(env.cluster.delete, "recordingsessions", env.namespace, "survivor")
+        await env.wait_gone("survivor", timeout=30)
+        await recording.wait_until(lambda j: not j.busy, 10)
+        assert not any(j.busy for j in fleet), "no orphan recording"
