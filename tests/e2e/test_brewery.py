@@ -260,3 +260,33 @@ async def test_stream_key_never_reaches_the_logs(
     assert "SEND:" in logged  # the wire log was on, so the test could have caught a leak
     assert key not in logged
     assert client.config.password.reveal() not in logged
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+async def test_two_controllers_race_for_one_jibri(
+    controller: Factory, simulated_jibri: Factory, brewery: str, dialect: Dialect
+) -> None:
+    """Both see it idle and send start at once: the Jibri settles it, one wins, the other hears busy."""
+    jibri = await simulated_jibri(brewery, dialect=dialect)
+    first, second = await controller("operator-a"), await controller("operator-b")
+    occupant = jibri.config.environments[0].control_muc.occupant
+    for client in (first, second):
+        await client.wait_for(lambda c: occupant in c.jibris and c.jibris[occupant].selectable, 5)
+
+    room = f"race@{brewery.split('@')[1]}"
+    replies = await asyncio.gather(
+        first.start_recording(occupant, StartRequest(room, RecordingMode.FILE, "a"), dialect),
+        second.start_recording(occupant, StartRequest(room, RecordingMode.FILE, "b"), dialect),
+    )
+    outcomes = sorted(stanzas.classify_start_reply(reply).value for reply in replies)
+    assert outcomes == ["accepted", "busy"]
+    assert len(jibri.starts) == 1, "exactly one recording started"
+    loser = (
+        replies[0] if stanzas.classify_start_reply(replies[0]) is stanzas.StartOutcome.BUSY else replies[1]
+    )
+    if dialect is Dialect.LEGACY:
+        assert isinstance(loser, stanzas.ErrorReply) and loser.code == 503
+    else:
+        assert isinstance(loser, StatusUpdate) and loser.busy and loser.should_retry
+    for client in (first, second):  # and both see it busy now
+        await client.wait_for(lambda c: c.jibris[occupant].busy is BusyStatus.BUSY, 5)
