@@ -56,6 +56,9 @@ def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO
+    settings.posting.reporting_component = "jibri-operator"  # the "From" of every Event
+    settings.posting.reporting_instance = options.nickname or default_nickname()
+    settings.posting.event_name_prefix = "jibri-operator-"
     # Sessions should start within milliseconds of their creation: kopf must not hold
     # events back, and watches must be re-established promptly after a server timeout.
     settings.watching.server_timeout = 300

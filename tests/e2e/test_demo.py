@@ -1,0 +1,30 @@
+"""`make demo` keeps working: the whole story runs to the end on a fresh directory."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+PHASE_LINE = re.compile(r"^\s+\[\s*[\d.]+s\] (\S+)\s+(\S+)", re.MULTILINE)
+
+
+def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "jibri_sandbox.cli", "demo", "--dir", str(tmp_path / "demo"), "--no-hold"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    changes = PHASE_LINE.findall(result.stdout)
+    for session in ("weekly-standup", "town-hall", "sprint-retro"):
+        phases = [phase for name, phase in changes if name == session]
+        assert "Pending" in phases, (session, phases)
+        assert phases[-3:] == ["Recording", "Stopping", "Completed"], (session, phases)
+    assert "abcd-efgh-ijkl-mnop" not in result.stdout + result.stderr  # the example's stream key
