@@ -67,7 +67,10 @@ class EnvironmentRunner:
             asyncio.create_task(self.poked.wait()),
             asyncio.ensure_future(stopped.wait()),
         ]
-        timeout = SECRET_RETRY if self._problem else RECHECK
+        client = self.link.client
+        # While something is wrong, look again soon: a fixed Secret should take effect in seconds.
+        healthy = self._problem is None and client is not None and client.joined
+        timeout = RECHECK if healthy else SECRET_RETRY
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
@@ -108,8 +111,7 @@ class EnvironmentRunner:
 
     async def _problem_found(self, reason: str, message: str) -> None:
         if self._problem != (reason, message):
-            kopf.warn(self.body, reason=reason, message=message)
-            self.logger.warning(f"{reason}: {message}")
+            self.logger.warning(f"{reason}: {message}")  # the Event comes with the status that says so
         self._problem = (reason, message)
 
     async def _config(self, spec: Any) -> BreweryConfig:
@@ -210,11 +212,12 @@ class EnvironmentRunner:
         metrics.JIBRIS.labels(*labels, "unhealthy").set(counts.unhealthy)
         if status == self._last_status:
             return
-        if self._last_status is not None and self._last_status["connected"] != joined:
-            if joined:
-                kopf.info(self.body, reason="Connected", message=connected[2])
-            else:
-                kopf.warn(self.body, reason="Disconnected", message=connected[2])
+        previous = self._last_status["conditions"] if self._last_status else []
+        before = next((c for c in previous if c["type"] == "Connected"), None)
+        if joined and (before is None or before["status"] != "True"):
+            kopf.info(self.body, reason="Connected", message=connected[2])
+        elif not joined and connected[1] != "Connecting" and (before or {}).get("message") != connected[2]:
+            kopf.warn(self.body, reason=connected[1], message=connected[2])
         self.conditions = conditions
         self._last_status = status
         await self.hub.kube.patch_status(PLURAL_ENVIRONMENT, *self.key, status)
