@@ -151,7 +151,9 @@ class SessionRunner:
             if self.status.get("phase") in TERMINAL:
                 return
             if not self.status.get("sessionId"):
-                await self.save(sessionId=self.session_id, phase=self.status.get("phase") or Phase.PENDING.value)
+                await self.save(
+                    sessionId=self.session_id, phase=self.status.get("phase") or Phase.PENDING.value
+                )
             await self._resume()
             while True:
                 if self.current is None:
