@@ -34,7 +34,7 @@ START_ANSWERS: Final = Counter(
 )
 ASSIGN_SECONDS: Final = Histogram(
     "jibri_operator_assign_seconds",
-    "From the session's creation to a Jibri accepting its start",
+    "From the operator taking up a session to a Jibri accepting its start",
     ["namespace"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
     registry=REGISTRY,

@@ -11,9 +11,12 @@ import asyncio
 import base64
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -32,10 +35,18 @@ GROUP, VERSION = "jibri.dev", "v1alpha1"
 T = TypeVar("T")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 class OperatorProcess:
     """`jibri-operator run` in a subprocess; kill and restart it at will."""
 
     def __init__(self, kubeconfig: Path, namespaces: str, nickname: str, log: Path) -> None:
+        self.metrics_port = free_port()
         self.argv = [
             sys.executable,
             "-m",
@@ -48,7 +59,9 @@ class OperatorProcess:
             "--nickname",
             nickname,
             "--metrics-port",
-            "0",
+            str(self.metrics_port),
+            "--metrics-host",
+            "127.0.0.1",
             *(["-v"] if os.environ.get("OPERATOR_DEBUG") else []),
         ]
         self.log = log
@@ -74,6 +87,16 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def http_get(self, path: str) -> tuple[int, str]:
+        """GET a probe or /metrics; (0, error) while nothing listens yet."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError as error:
+            return 0, str(error)
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

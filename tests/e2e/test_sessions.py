@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from operator_fixture import Cluster, Environment, OperatorProcess, eventually, make_environment
+from prometheus_client.parser import text_string_to_metric_families
 from sim import JibriFactory, jibri_factory, nickname, occupy, other_controller, stops
 
 from jibri_operator.api.types import Dialect
@@ -73,6 +74,9 @@ async def test_stream_mode_hands_the_key_only_to_the_jibri(
     assert all(key not in (event.message or "") for event in events)
     assert key not in str(session)
     assert key not in operator.log.read_text(errors="replace")
+    status, metrics = operator.http_get("/metrics")
+    assert status == 200 and "jibri_operator_start_answers_total" in metrics
+    assert key not in metrics
 
 
 async def test_file_mode_has_no_key(env: Environment, jibris: JibriFactory) -> None:
@@ -153,6 +157,30 @@ async def test_fifty_sessions_on_fifty_jibris(env: Environment, jibris: JibriFac
 
     await eventually(all_recording, 60, "50 sessions to be Recording")
     assert sorted(starts(j) for j in fleet) == [1] * 50, "no Jibri got two starts"
+
+
+async def test_probes_and_metrics(env: Environment, jibris: JibriFactory, operator: OperatorProcess) -> None:
+    await jibris(1)
+    env.session("measured")
+    await env.wait_phase("measured", "Recording")
+    assert operator.http_get("/healthz")[0] == 200
+    assert operator.http_get("/readyz")[0] == 200
+    status, text = operator.http_get("/metrics")
+    assert status == 200
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    labels = (("environment", "meet"), ("namespace", env.namespace))
+    assert samples[("jibri_operator_brewery_joined", labels)] == 1
+    assert samples[("jibri_operator_start_answers_total", (*labels, ("outcome", "accepted")))] == 1
+    assert samples[("jibri_operator_waiting_sessions", labels)] == 0
+    assert samples[("jibri_operator_jibris", (*labels, ("state", "busy")))] in (
+        0,
+        1,
+    )  # status writes coalesce
+    assert samples[("jibri_operator_assign_seconds_count", (("namespace", env.namespace),))] == 1
 
 
 # --- restarts -------------------------------------------------------------------------

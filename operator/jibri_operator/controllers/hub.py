@@ -9,6 +9,7 @@ session that runs on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -111,6 +112,8 @@ class Hub:
     def link(self, key: EnvKey) -> EnvironmentLink:
         if key not in self.links:
             self.links[key] = EnvironmentLink(key, self)
+            # Read at scrape time, so the gauge can never drift from the truth.
+            metrics.WAITING_SESSIONS.labels(*key).set_function(lambda: self.waiting(key))
         return self.links[key]
 
     def client(self, key: EnvKey) -> BreweryClient | None:
@@ -119,6 +122,8 @@ class Hub:
 
     async def drop_link(self, key: EnvKey) -> None:
         link = self.links.pop(key, None)
+        with contextlib.suppress(KeyError):
+            metrics.WAITING_SESSIONS.remove(*key)
         if link is not None and link.client is not None:
             await link.client.stop()
         self.registry.forget_environment(env_label(key))

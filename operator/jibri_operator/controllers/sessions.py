@@ -28,7 +28,6 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import kopf
@@ -114,6 +113,7 @@ class SessionRunner:
         self.deleting = False
         self.exiting = False
         self.finished = asyncio.Event()
+        self.seen_at = hub.clock()
 
     # -- the hub's side --------------------------------------------------------------
 
@@ -167,7 +167,6 @@ class SessionRunner:
                 watcher.cancel()
             self._release()
             self.finished.set()
-            metrics.WAITING_SESSIONS.labels(*self.env_key).set(self.hub.waiting(self.env_key))
 
     async def stop_for_deletion(self) -> None:
         """The object was marked for deletion while no daemon ran (e.g. during an operator
@@ -312,13 +311,11 @@ class SessionRunner:
             if reason != "NoIdleJibri" or self.status.get("attempts"):
                 await self._event(reason, message, warning=reason != "NoIdleJibri")
         self.hub.wait(self.env_key, self)
-        metrics.WAITING_SESSIONS.labels(*self.env_key).set(self.hub.waiting(self.env_key))
         deadline = self.hub.registry.next_deadline(self.hub.clock())
         timeout = RECHECK if deadline is None else max(0.0, min(RECHECK, deadline - self.hub.clock()))
         # Any event may change the answer (capacity, a stop, a deletion): look again.
         await self._next_event(timeout)
         self.hub.unwait(self.env_key, self)
-        metrics.WAITING_SESSIONS.labels(*self.env_key).set(self.hub.waiting(self.env_key))
 
     async def _start_request(self) -> StartRequest | None:
         """The start fields; the stream key is read now, at the last moment."""
@@ -380,12 +377,8 @@ class SessionRunner:
         if outcome is StartOutcome.ACCEPTED:
             self.current = Current(choice)
             self.tried.add(choice.occupant)
-            created = self.body.metadata.get("creationTimestamp")
-            if created:
-                started = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-                metrics.ASSIGN_SECONDS.labels(self.namespace).observe(
-                    max(0.0, (datetime.now(UTC) - started).total_seconds())
-                )
+            # creationTimestamp has whole seconds only; the operator's own clock is precise.
+            metrics.ASSIGN_SECONDS.labels(self.namespace).observe(self.hub.clock() - self.seen_at)
             await self.save(attempts=int(self.status.get("attempts", 0)) + 1)
             await self._event("Started", f"Jibri {choice.nickname} accepted the session")
             return outcome
