@@ -159,6 +159,53 @@ async def test_fifty_sessions_on_fifty_jibris(env: Environment, jibris: JibriFac
     assert sorted(starts(j) for j in fleet) == [1] * 50, "no Jibri got two starts"
 
 
+async def test_stuck_in_pending_is_stopped_and_retried_elsewhere(
+    env: Environment, jibris: JibriFactory
+) -> None:
+    stuck, good = await jibris(2)
+    stuck.faults.never_on = True
+    good.set_healthy(False)  # the stuck one first
+    env.session("patience", pendingTimeout="1s")
+    await eventually(lambda: starts(stuck) == 1, 10, "the stuck Jibri to be tried")
+    good.set_healthy(True)
+    session = await env.wait_phase("patience", "Recording", timeout=15)
+    assert session["status"]["jibri"]["nickname"] == nickname(good)
+    assert stops(stuck) == 1, "the stuck attempt was stopped"
+    await stuck.wait_until(lambda j: not j.busy, 5)
+
+
+async def test_max_duration_stops_the_recording(env: Environment, jibris: JibriFactory) -> None:
+    (jibri,) = await jibris(1)
+    env.session("brief", maxDuration="1s")
+    await env.wait_phase("brief", "Recording")
+    session = await env.wait_phase("brief", "Completed", timeout=10)
+    assert stops(jibri) == 1
+    assert session["status"]["endedAt"]
+    assert {c["type"]: c["status"] for c in session["status"]["conditions"]}["Succeeded"] == "True"
+
+
+async def test_a_jibri_leaving_mid_session_is_a_retry(env: Environment, jibris: JibriFactory) -> None:
+    vanishing, good = await jibris(2)
+    vanishing.faults.disconnect_after_on = True
+    good.set_healthy(False)
+    env.session("resilient")
+    await vanishing.wait_until(lambda j: j.disconnected, 10)
+    good.set_healthy(True)
+    session = await env.wait_phase("resilient", "Recording", timeout=15)
+    await eventually(
+        lambda: (
+            (env.get_session("resilient") or {}).get("status", {}).get("jibri", {}).get("nickname")
+            == nickname(good)
+        ),
+        10,
+        "the session to move to the good Jibri",
+    )
+    session = env.get_session("resilient") or {}
+    assert session["status"]["attempts"] == 2
+    reasons = {event.reason for event in env.cluster.events(env.namespace)}
+    assert "JibriLeft" in reasons
+
+
 async def test_probes_and_metrics(env: Environment, jibris: JibriFactory, operator: OperatorProcess) -> None:
     await jibris(1)
     env.session("measured")
