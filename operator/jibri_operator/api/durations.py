@@ -15,13 +15,3 @@ def parse_duration(text: str) -> float:
     if not _WHOLE.match(text):
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 5m, 1h30m)")
     return sum(float(number) * _SECONDS[unit] for number, unit in _PART.findall(text))
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
-    return "".join(parts) or "0s"

@@ -52,3 +52,8 @@ class Phase(StrEnum):
     STOPPING = "Stopping"
     COMPLETED = "Completed"
     FAILED = "Failed"
+
+
+def dialect_supports(dialect: Dialect, mode: RecordingMode) -> bool:
+    """The legacy dialect has no recording_mode: it records to file, or streams when given a key."""
+    return dialect is Dialect.CURRENT or mode is not RecordingMode.SIP

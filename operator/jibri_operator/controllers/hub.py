@@ -160,9 +160,6 @@ class Hub:
         if self._running_on.get((key, occupant)) is inbox:
             del self._running_on[(key, occupant)]
 
-    def runs_on(self, key: EnvKey, occupant: str) -> bool:
-        return (key, occupant) in self._running_on
-
     # -- waiting for capacity -----------------------------------------------------------
 
     def wait(self, key: EnvKey, inbox: SessionInbox) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from jibri_operator.api.types import BusyStatus, Dialect, Health, RecordingMode
+from jibri_operator.api.types import BusyStatus, Dialect, Health, RecordingMode, dialect_supports
 
 FAILURE_BACKOFF: Final = 60.0
 RESERVATION_TTL: Final = 30.0
@@ -74,11 +74,6 @@ class Change:
 
     freed: bool
     left: bool
-
-
-def supports(dialect: Dialect, mode: RecordingMode) -> bool:
-    """The legacy dialect has no recording_mode, so it cannot run SIP sessions."""
-    return dialect is Dialect.CURRENT or mode is not RecordingMode.SIP
 
 
 @dataclass
@@ -152,7 +147,9 @@ class Registry:
         for (env, occupant), entry in self._entries.items():
             if env != environment or occupant in excluded:
                 continue
-            if not supports(entry.observation.dialect, mode) or not self._available(entry, now, session):
+            if not dialect_supports(entry.observation.dialect, mode) or not self._available(
+                entry, now, session
+            ):
                 continue
             rank = (
                 entry.last_failure if entry.last_failure is not None else float("-inf"),
@@ -174,7 +171,7 @@ class Registry:
             1
             for (env, _), entry in self._entries.items()
             if env == environment
-            and supports(entry.observation.dialect, mode)
+            and dialect_supports(entry.observation.dialect, mode)
             and self._available(entry, now)
         )
 

@@ -29,6 +29,7 @@ from jibri_operator.api.types import (
     Health,
     RecordingMode,
     RecordingStatus,
+    dialect_supports,
 )
 
 CLIENT_NS: Final = "jabber:client"
@@ -321,11 +322,6 @@ def parse_presence(presence: ET.Element) -> JibriPresence | None:
 
 # ---------------------------------------------------------------------------
 # Commands: start and stop
-
-
-def dialect_supports(dialect: Dialect, mode: RecordingMode) -> bool:
-    """The legacy dialect has no recording_mode: it records to file, or streams when given a key."""
-    return dialect is Dialect.CURRENT or mode is not RecordingMode.SIP
 
 
 def build_start(to: str, request: StartRequest, dialect: Dialect, iq_id: str) -> ET.Element:
