@@ -296,6 +296,39 @@ async def test_node_full_keeps_pod_unschedulable(kubelet: Kubelet, core: client.
     await until(lambda: is_ready(read(core, ns, "waiting")), what="Ready once the node has room")
 
 
+@pytest.mark.parametrize(
+    ("full", "empty", "wording"),
+    [
+        (
+            {"metadata": {"annotations": {FAULT: "full"}}},
+            {"metadata": {"annotations": {FAULT: None}}},
+            "Insufficient",
+        ),
+        (
+            {"spec": {"unschedulable": True}},
+            {"spec": {"unschedulable": None}},
+            "unschedulable",
+        ),  # kubectl cordon
+    ],
+    ids=["annotation", "cordon"],
+)
+async def test_node_full_from_another_process(
+    kubelet: Kubelet, core: client.CoreV1Api, ns: str, full: Any, empty: Any, wording: str
+) -> None:
+    await asyncio.to_thread(core.patch_node, NODE, full)
+    try:
+        await create(core, ns, pod_body("later"))
+        pod = await until(
+            lambda: (p := read(core, ns, "later")) and condition(p, "PodScheduled") and p,
+            what="Unschedulable",
+        )
+        assert condition(pod, "PodScheduled").reason == "Unschedulable"
+        assert wording in condition(pod, "PodScheduled").message
+    finally:
+        await asyncio.to_thread(core.patch_node, NODE, empty)
+    await until(lambda: is_ready(read(core, ns, "later")), what="Ready once the node takes pods again")
+
+
 async def test_jibri_conf_from_volumes_and_env(tmp_path: Path) -> None:
     """How a Jibri container's jibri.conf and env are found, without a cluster (items, subPath, refs)."""
     objects = {

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import re
-import shlex
 import shutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 ANNOTATION_PREFIX = "sandbox.jibri.dev/"
-FAULT = ANNOTATION_PREFIX + "fault"  # crash[:<nonce>] | image-pull-error ; on a Node: full
+FAULT = ANNOTATION_PREFIX + "fault"  # crash[:<nonce>[:<container>]] | image-pull-error; on a Node: full
 IGNORE_SIGTERM = ANNOTATION_PREFIX + "ignore-sigterm"  # "true" or container names, comma-separated
 EXIT_AFTER = ANNOTATION_PREFIX + "exit-after"  # seconds: a sleeping container ends on its own
 EXIT_CODE = ANNOTATION_PREFIX + "exit-code"  # with exit-after; default 0
@@ -172,8 +171,9 @@ class PodWorker:
         fault = (meta.get("annotations") or {}).get(FAULT, "")
         if fault != self._fault_seen:
             self._fault_seen = fault
-            if fault.split(":", 1)[0] == "crash":
-                self.crash(fault.split(":", 2)[1] if fault.count(":") >= 2 else None)
+            parts = fault.split(":", 2)  # crash | crash:<nonce> | crash:<nonce>:<container>
+            if parts[0] == "crash":
+                self.crash(parts[2] if len(parts) == 3 else None)
         if meta.get("deletionTimestamp"):
             self.terminating = True
         # our own status writes come back as MODIFIED too; only what we act on wakes the loops
@@ -586,7 +586,3 @@ class PodWorker:
                 log.warning("status update of %s/%s failed: %s", self.namespace, self.name, error)
             except OSError as error:
                 log.warning("status update of %s/%s failed: %s", self.namespace, self.name, error)
-
-
-def quote(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
