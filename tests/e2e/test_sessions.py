@@ -206,6 +206,21 @@ async def test_a_jibri_leaving_mid_session_is_a_retry(env: Environment, jibris: 
     assert "JibriLeft" in reasons
 
 
+async def test_an_unanswered_start_is_followed_not_repeated(env: Environment, jibris: JibriFactory) -> None:
+    """The answer is lost but the Jibri did start: its `on` report must win, with no second recording."""
+    silent, other = await jibris(2)
+    silent.faults.lose_start_reply = True
+    other.set_healthy(False)
+    env.session("lost-answer")
+    await eventually(lambda: starts(silent) == 1, 10, "the start to reach the silent Jibri")
+    other.set_healthy(True)
+    session = await env.wait_phase("lost-answer", "Recording", timeout=20)  # the command timeout is 10 s
+    assert session["status"]["jibri"]["nickname"] == nickname(silent)
+    assert starts(other) == 0
+    reasons = {event.reason for event in env.cluster.events(env.namespace)}
+    assert "StartUnanswered" in reasons
+
+
 async def test_probes_and_metrics(env: Environment, jibris: JibriFactory, operator: OperatorProcess) -> None:
     await jibris(1)
     env.session("measured")

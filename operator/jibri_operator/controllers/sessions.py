@@ -48,7 +48,7 @@ from jibri_operator.controllers.hub import (
 )
 from jibri_operator.fleet.registry import Observation
 from jibri_operator.kube.client import SecretMissing
-from jibri_operator.xmpp.brewery import BreweryClient, BreweryError
+from jibri_operator.xmpp.brewery import BreweryClient, BreweryError, CommandTimeout, NotJoined
 from jibri_operator.xmpp.stanzas import (
     MalformedStanza,
     StartOutcome,
@@ -363,24 +363,34 @@ class SessionRunner:
         self.hub.attach(self.env_key, choice.occupant, self)
         await self._event("Selected", f"selected Jibri {choice.nickname} ({choice.dialect.value} dialect)")
         labels = (self.namespace, self.env_key[1])
+        unconfirmed = False
         try:
             reply = await client.start_recording(choice.occupant, request, choice.dialect)
             outcome = classify_start_reply(reply)
             detail = ""
             if isinstance(reply, StatusUpdate) and reply.failure_reason is not None:
                 detail = reply.failure_reason.value
-        except (BreweryError, MalformedStanza) as error:
-            outcome, detail = StartOutcome.RETRY, str(error)
+        except NotJoined:
+            # Nothing was sent: not the Jibri's fault, and not an attempt. Wait for the brewery.
+            self._release(choice.occupant)
+            await self.save(phase=Phase.PENDING.value, jibri=None)
+            return StartOutcome.BUSY
+        except (CommandTimeout, MalformedStanza) as error:
+            # The Jibri may have started all the same. Follow it as if it had accepted: its `on`
+            # report settles it, and pendingTimeout stops it and retries elsewhere if none comes.
+            outcome, unconfirmed = StartOutcome.ACCEPTED, True
             metrics.START_ANSWERS.labels(*labels, "timeout").inc()
+            await self._event("StartUnanswered", f"Jibri {choice.nickname}: {error}", warning=True)
         else:
             metrics.START_ANSWERS.labels(*labels, outcome.value).inc()
         if outcome is StartOutcome.ACCEPTED:
             self.current = Current(choice)
             self.tried.add(choice.occupant)
-            # creationTimestamp has whole seconds only; the operator's own clock is precise.
-            metrics.ASSIGN_SECONDS.labels(self.namespace).observe(self.hub.clock() - self.seen_at)
             await self.save(attempts=int(self.status.get("attempts", 0)) + 1)
-            await self._event("Started", f"Jibri {choice.nickname} accepted the session")
+            if not unconfirmed:
+                # creationTimestamp has whole seconds only; the operator's own clock is precise.
+                metrics.ASSIGN_SECONDS.labels(self.namespace).observe(self.hub.clock() - self.seen_at)
+                await self._event("Started", f"Jibri {choice.nickname} accepted the session")
             return outcome
         self._release(choice.occupant)
         if outcome is StartOutcome.BUSY:

@@ -146,6 +146,7 @@ class Faults:
     start_fails_should_retry: bool = True
     never_on: bool = False  # stays pending forever: no on report
     disconnect_after_on: bool = False  # drops every XMPP connection right after the on report
+    lose_start_reply: bool = False  # accepts and records, but its answer to start never arrives
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,9 @@ def _sandbox(tree: Any) -> SandboxSettings:
             disconnect_after_on=_bool(
                 faults_tree.get("disconnect-after-on", False), f"{what}.faults.disconnect-after-on"
             ),
+            lose_start_reply=_bool(
+                faults_tree.get("lose-start-reply", False), f"{what}.faults.lose-start-reply"
+            ),
         )
     ca_file = tree.get("ca-file", None)
     return SandboxSettings(
@@ -424,6 +428,7 @@ def render_sandbox_jibri_conf(
         f"      start-fails-should-retry = {q(faults.start_fails_should_retry)}",
         f"      never-on = {q(faults.never_on)}",
         f"      disconnect-after-on = {q(faults.disconnect_after_on)}",
+        f"      lose-start-reply = {q(faults.lose_start_reply)}",
         "    }",
         "  }",
         "}",

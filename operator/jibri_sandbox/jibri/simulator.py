@@ -18,10 +18,11 @@ import contextlib
 import dataclasses
 import logging
 import ssl
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -69,6 +70,7 @@ class ReceivedStart:
     stream_key: Secret | None
     sender: str  # the requester's occupant JID: where reports go
     dialect: Dialect
+    received_at: float = field(default_factory=time.time)  # wall clock, for latency benchmarks
 
 
 @dataclass(frozen=True)
@@ -409,9 +411,10 @@ class SimulatedJibri:
         session_id = request.session_id or uuid.uuid4().hex[:12]
         self._session = _Session(start, link, session_id)
         self._busy = True
-        link.reply(
-            stanzas.build_result(iq, stanzas.StatusUpdate(RecordingStatus.PENDING, session_id=session_id))
-        )
+        if not self.faults.lose_start_reply:
+            link.reply(
+                stanzas.build_result(iq, stanzas.StatusUpdate(RecordingStatus.PENDING, session_id=session_id))
+            )
         log.info("%s: start accepted (%s, session %s)", link.env.name, request.mode, session_id)
         self._announce()
         self._session.task = asyncio.get_running_loop().create_task(self._run_session(self._session))
