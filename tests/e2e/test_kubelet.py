@@ -12,13 +12,14 @@ import importlib.util
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from operator_fixture import eventually
 
 from jibri_sandbox.apiserver.testing import RunningApiServer
 from jibri_sandbox.kubelet import EXIT_AFTER, EXIT_CODE, FAULT, Kubelet, volumes
@@ -26,18 +27,7 @@ from jibri_sandbox.kubelet import EXIT_AFTER, EXIT_CODE, FAULT, Kubelet, volumes
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 NODE = "kubelet-test-node"
-
-
-async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `check` (run in a thread: it may call the API) until truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await asyncio.to_thread(check)
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+until = eventually  # poll the API (in a thread) until a condition holds
 
 
 @pytest.fixture(scope="module")
