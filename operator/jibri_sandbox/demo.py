@@ -1,11 +1,12 @@
 """`jibri-sandbox demo --dir DIR`: the whole system, end to end, on the embedded sandbox.
 
 It starts the sandbox (API server, kubelet, a real Prosody), installs the CRDs,
-runs three Jibri pods (two speaking the current dialect, one the legacy one)
-whose jibri.conf comes from a Secret, starts the operator, connects an
-XmppEnvironment, and applies the three RecordingSessions in examples/. Every
-phase change is printed as the watch delivers it; each session ends Completed
-(one by its maxDuration, two by `spec.stop`). Then it keeps serving so you can
+starts the operator, connects an XmppEnvironment, and applies the three
+RecordingSessions in examples/. They wait in Pending until three Jibri pods
+(two speaking the current dialect, one the legacy one, jibri.conf from a
+Secret) come up, and start the moment their presence arrives. Every phase
+change is printed as the watch delivers it; each session ends Completed (one
+by its maxDuration, two by `spec.stop`). Then it keeps serving so you can
 look around with kubectl, until Ctrl-C (or it exits at once with --no-hold).
 
 Everything the operator sees, it sees through its kubeconfig and the XMPP
@@ -102,38 +103,35 @@ class Demo:
 
     def run(self) -> None:
         say("Installing the CRDs")
-        self.kubectl("apply", "-f", str(ROOT / "crds"))
+        self.kubectl("apply", "-k", str(ROOT / "crds"))
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
-
-        say("Three Jibri pods: two speak today's dialect, one the legacy one; jibri.conf comes from a Secret")
-        self.jibri_pods()
-        self.wait(self.pods_ready, "the Jibri pods to be Ready")
-        self.kubectl("get", "pods", "-o", "wide")
 
         say("The operator, connecting with the sandbox's kubeconfig like it would to any cluster")
         self.start_operator()
 
         say("An XmppEnvironment for the sandbox's Prosody (examples/environment.yaml with real addresses)")
         self.kubectl("apply", "-f", "-", stdin=self.environment_manifest())
-        self.wait(self.fleet_idle, "the operator to see three idle Jibris in the brewery")
+        self.wait(self.connected, "the operator to join the brewery")
         self.kubectl("get", "xmppenvironments")
 
-        say("Three RecordingSessions from examples/, watched live")
+        say("Three RecordingSessions from examples/, watched live; no Jibri runs yet, so they wait")
         watcher = threading.Thread(target=self.watch_sessions, daemon=True)
         watcher.start()
         time.sleep(0.3)  # let the watch start before the objects arrive, so every phase shows
-        self.kubectl(
-            "apply",
-            "-f",
-            str(ROOT / "examples" / "session-file.yaml"),
-            "-f",
-            str(ROOT / "examples" / "session-stream.yaml"),
-            "-f",
-            str(ROOT / "examples" / "session-retro.yaml"),
-        )
+        examples = ROOT / "examples"
+        files = ("session-file.yaml", "session-stream.yaml", "session-retro.yaml")
+        self.kubectl("apply", *(arg for name in files for arg in ("-f", str(examples / name))))
+        self.wait(lambda: all(self.phase(name) == "Pending" for name in SESSIONS), "the sessions to wait", 30)
+        self.kubectl("get", "recordingsessions")
+
+        say("Three Jibri pods: two speak today's dialect, one the legacy one; jibri.conf comes from a Secret")
+        print("    (each session starts the moment a Jibri's idle presence reaches the operator)", flush=True)
+        self.jibri_pods()
+        self.wait(self.pods_ready, "the Jibri pods to be Ready")
         self.wait(
             lambda: all(self.phase(name) == "Recording" for name in SESSIONS), "all three to record", 60
         )
+        self.kubectl("get", "pods", "-o", "wide")
         self.kubectl("get", "jibri")
 
         time.sleep(3)  # let them record a little: this is a demo, after all
@@ -234,15 +232,14 @@ class Demo:
         spec["controlLogin"].pop("domain", None)
         return yaml.safe_dump_all([login, ca, environment])
 
-    def fleet_idle(self) -> bool:
+    def connected(self) -> bool:
         if self.operator is not None and self.operator.poll() is not None:
             raise DemoFailed(f"the operator exited; see {self.sandbox.directory / 'operator.log'}")
         with contextlib.suppress(kubernetes.client.exceptions.ApiException):
             environment = self.custom.get_namespaced_custom_object(
                 "jibri.dev", "v1alpha1", NAMESPACE, "xmppenvironments", "meet"
             )
-            status = environment.get("status", {})
-            return bool(status.get("connected")) and status.get("jibris", {}).get("idle") == len(JIBRI_PODS)
+            return bool(environment.get("status", {}).get("connected"))
         return False
 
     def watch_sessions(self) -> None:

@@ -162,7 +162,7 @@ async def eventually(check: Callable[[], T], timeout: float = 15.0, what: str = 
 @pytest.fixture(scope="session")
 def cluster(apiserver: RunningApiServer) -> Cluster:
     subprocess.run(
-        ["kubectl", "--kubeconfig", str(apiserver.kubeconfig), "apply", "-f", str(ROOT / "crds")],
+        ["kubectl", "--kubeconfig", str(apiserver.kubeconfig), "apply", "-k", str(ROOT / "crds")],
         check=True,
         capture_output=True,
     )

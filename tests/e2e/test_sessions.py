@@ -100,10 +100,10 @@ async def test_busy_jibris_are_skipped(
 
 
 async def test_retryable_failure_moves_to_another_jibri(env: Environment, jibris: JibriFactory) -> None:
-    flaky, good = await jibris(2)
+    (flaky,) = await jibris(1)
+    (good,) = await jibris(1, healthy=False)  # so the flaky one is certainly tried first
     flaky.faults.start_fails = True
     flaky.faults.start_fails_should_retry = True
-    good.set_healthy(False)  # so the flaky one is certainly tried first
     env.session("retry")
     await eventually(lambda: starts(flaky) == 1, 10, "the flaky Jibri to be tried")
     good.set_healthy(True)
@@ -162,9 +162,9 @@ async def test_fifty_sessions_on_fifty_jibris(env: Environment, jibris: JibriFac
 async def test_stuck_in_pending_is_stopped_and_retried_elsewhere(
     env: Environment, jibris: JibriFactory
 ) -> None:
-    stuck, good = await jibris(2)
+    (stuck,) = await jibris(1)
+    (good,) = await jibris(1, healthy=False)  # the stuck one first
     stuck.faults.never_on = True
-    good.set_healthy(False)  # the stuck one first
     env.session("patience", pendingTimeout="1s")
     await eventually(lambda: starts(stuck) == 1, 10, "the stuck Jibri to be tried")
     good.set_healthy(True)
@@ -185,9 +185,9 @@ async def test_max_duration_stops_the_recording(env: Environment, jibris: JibriF
 
 
 async def test_a_jibri_leaving_mid_session_is_a_retry(env: Environment, jibris: JibriFactory) -> None:
-    vanishing, good = await jibris(2)
+    (vanishing,) = await jibris(1)
+    (good,) = await jibris(1, healthy=False)
     vanishing.faults.disconnect_after_on = True
-    good.set_healthy(False)
     env.session("resilient")
     await vanishing.wait_until(lambda j: j.disconnected, 10)
     good.set_healthy(True)
@@ -208,9 +208,9 @@ async def test_a_jibri_leaving_mid_session_is_a_retry(env: Environment, jibris: 
 
 async def test_an_unanswered_start_is_followed_not_repeated(env: Environment, jibris: JibriFactory) -> None:
     """The answer is lost but the Jibri did start: its `on` report must win, with no second recording."""
-    silent, other = await jibris(2)
+    (silent,) = await jibris(1)
+    (other,) = await jibris(1, healthy=False)
     silent.faults.lose_start_reply = True
-    other.set_healthy(False)
     env.session("lost-answer")
     await eventually(lambda: starts(silent) == 1, 10, "the start to reach the silent Jibri")
     other.set_healthy(True)

@@ -208,7 +208,7 @@ async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = No
     """Run until ``stop`` is set (or forever). Works on a real cluster unchanged."""
     loop = asyncio.get_running_loop()
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(options.executor_threads, "kube"))
-    kube = Kube(load_config(options.kubeconfig))
+    kube = Kube(load_config(options.kubeconfig, connections=options.executor_threads))
     hub = Hub(kube, options.nickname or default_nickname())
     ready_flag = asyncio.Event()
     probes = await serve_probes(options, ready_flag)

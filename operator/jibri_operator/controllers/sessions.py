@@ -150,10 +150,6 @@ class SessionRunner:
         try:
             if self.status.get("phase") in TERMINAL:
                 return
-            if not self.status.get("sessionId"):
-                await self.save(
-                    sessionId=self.session_id, phase=self.status.get("phase") or Phase.PENDING.value
-                )
             await self._resume()
             while True:
                 if self.current is None:
@@ -354,14 +350,16 @@ class SessionRunner:
     async def _try_start(
         self, client: BreweryClient, choice: Observation, request: StartRequest
     ) -> StartOutcome:
-        # Write-ahead: a restart must know where this session may be recording.
+        attempts = int(self.status.get("attempts", 0))
+        # Write-ahead, in one write: where this session may now be recording (so a restart
+        # knows), and the attempt it counts as (a busy answer takes it back).
         await self.save(
             phase=Phase.STARTING.value,
             jibri=self._jibri_status(choice),
+            attempts=attempts + 1,
             conditions=self._conditions("Scheduled", "True", "JibriSelected", f"selected {choice.nickname}"),
         )
         self.hub.attach(self.env_key, choice.occupant, self)
-        await self._event("Selected", f"selected Jibri {choice.nickname} ({choice.dialect.value} dialect)")
         labels = (self.namespace, self.env_key[1])
         unconfirmed = False
         try:
@@ -373,7 +371,7 @@ class SessionRunner:
         except NotJoined:
             # Nothing was sent: not the Jibri's fault, and not an attempt. Wait for the brewery.
             self._release(choice.occupant)
-            await self.save(phase=Phase.PENDING.value, jibri=None)
+            await self.save(phase=Phase.PENDING.value, jibri=None, attempts=attempts)
             return StartOutcome.BUSY
         except (CommandTimeout, MalformedStanza) as error:
             # The Jibri may have started all the same. Follow it as if it had accepted: its `on`
@@ -386,21 +384,23 @@ class SessionRunner:
         if outcome is StartOutcome.ACCEPTED:
             self.current = Current(choice)
             self.tried.add(choice.occupant)
-            await self.save(attempts=int(self.status.get("attempts", 0)) + 1)
             if not unconfirmed:
                 # creationTimestamp has whole seconds only; the operator's own clock is precise.
                 metrics.ASSIGN_SECONDS.labels(self.namespace).observe(self.hub.clock() - self.seen_at)
-                await self._event("Started", f"Jibri {choice.nickname} accepted the session")
+                await self._event(
+                    "Started",
+                    f"Jibri {choice.nickname} ({choice.dialect.value} dialect) accepted the session",
+                )
             return outcome
         self._release(choice.occupant)
         if outcome is StartOutcome.BUSY:
+            await self.save(phase=Phase.PENDING.value, jibri=None, attempts=attempts)
             await self._event(
                 "BusyRetried", f"Jibri {choice.nickname} was taken by another controller; picking another"
             )
             return outcome
         self.tried.add(choice.occupant)
         self.hub.registry.record_failure(self.env, choice.occupant, self.hub.clock())
-        await self.save(attempts=int(self.status.get("attempts", 0)) + 1)
         if outcome is StartOutcome.RETRY:
             await self._event(
                 "StartFailed",
@@ -636,7 +636,11 @@ class SessionRunner:
         )
 
     async def save(self, **changes: Any) -> None:
-        """Merge ``changes`` into status and write them (None removes a field)."""
+        """Merge ``changes`` into status and write them (None removes a field).
+
+        The first write also records the session id, so no write is spent on it alone."""
+        if not self.status.get("sessionId"):
+            changes.setdefault("sessionId", self.session_id)
         if "phase" in changes and changes["phase"] != self.status.get("phase"):
             metrics.SESSION_PHASES.labels(self.namespace, changes["phase"]).inc()
         for key, value in changes.items():

@@ -26,9 +26,14 @@ class SecretMissing(LookupError):
     """A referenced Secret or key does not exist. The message names them, never a value."""
 
 
-def load_config(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
-    """An API client from ``kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config`` or the in-cluster account."""
+def load_config(kubeconfig: str | None = None, connections: int = 32) -> kubernetes.client.ApiClient:
+    """An API client from ``kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config`` or the in-cluster account.
+
+    ``connections`` should match the threads that call it: a smaller pool makes every
+    extra concurrent call open (and then discard) a TLS connection of its own.
+    """
     configuration = kubernetes.client.Configuration()
+    configuration.connection_pool_maxsize = connections
     path = kubeconfig or os.environ.get("KUBECONFIG")
     if path or os.path.exists(os.path.expanduser("~/.kube/config")):
         kubernetes.config.load_kube_config(config_file=path, client_configuration=configuration)
