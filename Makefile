@@ -47,7 +47,7 @@ e2e: setup
 	$(BIN)/pytest tests/e2e
 
 bench: setup
-	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 demo: setup
 	$(BIN)/jibri-sandbox demo --dir $(DEMO_DIR)
