@@ -44,6 +44,7 @@ class EnvironmentRunner:
         self.key: EnvKey = (body.metadata.namespace or "default", body.metadata.name or "")
         self.link: EnvironmentLink = hub.link(self.key)
         self.poked = asyncio.Event()
+        self.generation: Any = None
         self._ca_dir: tempfile.TemporaryDirectory[str] | None = None
         self._problem: tuple[str, str] | None = None
         self._last_status: dict[str, Any] | None = None
@@ -82,6 +83,7 @@ class EnvironmentRunner:
     # -- the connection ---------------------------------------------------------------------
 
     async def _reconcile_connection(self) -> None:
+        self.generation = self.body.metadata.get("generation")  # the spec this pass acts on
         spec = self.body.spec
         try:
             config = await self._config(spec)

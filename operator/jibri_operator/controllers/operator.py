@@ -130,11 +130,14 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
         finally:
             environments.pop(runner.key, None)
 
-    @kopf.on.update(GROUP, VERSION, PLURAL_ENVIRONMENT, field="spec", registry=registry)
-    def environment_changed(*, namespace: str | None, name: str, **_: Any) -> None:
+    # Watch events, not kopf's change handlers: those would store a diff-base annotation on
+    # every object, one more API write per session before it can start. The runners compare
+    # what they care about themselves (the connection fingerprint, spec.stop).
+    @kopf.on.event(GROUP, VERSION, PLURAL_ENVIRONMENT, registry=registry)
+    def environment_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
         runner = environments.get((namespace or "default", name))
-        if runner is not None:
-            runner.poked.set()
+        if runner is not None and meta.get("generation") != runner.generation:
+            runner.poked.set()  # the spec changed: reconnect if the connection settings did
 
     @kopf.daemon(
         GROUP,
@@ -169,11 +172,12 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
             return
         await SessionRunner(hub, body, logger).stop_for_deletion()
 
-    @kopf.on.update(GROUP, VERSION, PLURAL_SESSION, field="spec", registry=registry)
-    def session_changed(*, uid: str, **_: Any) -> None:
+    @kopf.on.event(GROUP, VERSION, PLURAL_SESSION, registry=registry)
+    def session_event(*, uid: str, spec: kopf.Spec, **_: Any) -> None:
         runner = sessions.get(uid)
-        if runner is not None:
-            runner.post(Poke())
+        if runner is not None and spec.get("stop") and not runner.stop_seen:
+            runner.stop_seen = True
+            runner.post(Poke())  # spec.stop is the one spec change a running session acts on
 
     return registry
 

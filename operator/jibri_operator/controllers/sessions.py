@@ -113,6 +113,7 @@ class SessionRunner:
         self.deleting = False
         self.exiting = False
         self.finished = asyncio.Event()
+        self.stop_seen = False
         self.seen_at = hub.clock()
 
     # -- the hub's side --------------------------------------------------------------
