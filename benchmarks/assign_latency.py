@@ -12,8 +12,11 @@ on it. Prints one `name: value` line per figure, for solo_ and burst_:
 - create_to_accepted (the target: p99 < 100 ms) and create_to_recording, p50/p99/max;
 - the pieces, as seen from outside the operator: the create call; create -> the ADDED
   event reaches a watcher; create -> kopf's finalizer write and the operator's first status
-  write (sessionId, phase Pending) seen; that -> phase Starting seen (the write-ahead
-  before the start IQ); sessionId/Starting seen -> the Jibri accepts; accepted -> Recording;
+  write seen (with a Jibri free, that is already the write-ahead: sessionId and phase
+  Starting); that -> the Jibri accepts; accepted -> Recording;
+- wakeup: sessions wait in Pending while every Jibri is unhealthy; then one Jibri at a time
+  turns healthy, and the time from its presence being sent to a waiting session's start
+  reaching it says how fast presence (not polling) starts waiting sessions;
 - per wave: sessions per second (100 / first create -> last Recording);
 - CPU seconds each process used (operator, API server, Prosody, Jibris, this one), per
   session and as a share of a core: with 2 cores, this says who the bottleneck is;
@@ -197,6 +200,38 @@ def run_solo(api: Api, watcher: Watcher, prosody: Prosody) -> list[tuple[str, fl
     return created
 
 
+WAKEUPS = 20
+
+
+def env_jibris(api: Api) -> dict[str, int]:
+    return dict((api.get("xmppenvironments", "meet").get("status") or {}).get("jibris") or {})
+
+
+def run_wakeup(api: Api, watcher: Watcher, fleet: Fleet, prosody: Prosody) -> list[str]:
+    """Waiting sessions, then Jibris freed one by one; report Jibri freed -> its start accepted."""
+    for index in range(JIBRIS):
+        fleet.call("flip", index)  # unhealthy: not selectable
+    wait(lambda: env_jibris(api).get("unhealthy") == JIBRIS, 30, "every Jibri to look unhealthy")
+    names = [create_session(api, prosody, f"wake-{i:03d}")[0] for i in range(WAKEUPS)]
+    watcher.wait_for(names, phase_is("Pending"), 30, "the sessions to wait")
+    latencies = []
+    for index in range(WAKEUPS):
+        freed = fleet.call("flip", index)  # healthy again: its presence is the wakeup
+        deadline = time.monotonic() + 10
+        while True:
+            accepted = [s["at"] for s in fleet.starts() if s["room"].startswith("wake-")]
+            if len(accepted) > index:
+                latencies.append(sorted(accepted)[index] - freed)
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("a freed Jibri was not given a waiting session")
+            time.sleep(0.002)
+    for index in range(WAKEUPS, JIBRIS):
+        fleet.call("flip", index)
+    report("wakeup_jibri_freed_to_accepted", latencies)
+    return names
+
+
 def analyse(
     prefix: str, watcher: Watcher, created: list[tuple[str, float, float]], accepted: dict[str, float]
 ) -> None:
@@ -296,6 +331,8 @@ def main() -> None:
                 solo = run_solo(api, watcher, prosody)
                 solo_cpu.stop()
                 delete_all(api, pool, watcher, fleet, [c[0] for c in solo])
+                wait(all_idle, 30, "the operator to see the Jibris idle")
+                delete_all(api, pool, watcher, fleet, run_wakeup(api, watcher, fleet, prosody))
                 wait(all_idle, 30, "the operator to see the Jibris idle")
                 waves: list[tuple[str, float, float]] = []
                 for wave in range(WAVES):

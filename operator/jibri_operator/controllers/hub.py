@@ -104,7 +104,8 @@ class Hub:
         self.clock = clock
         self.registry = Registry()
         self.links: dict[EnvKey, EnvironmentLink] = {}
-        self._waiting: dict[EnvKey, set[SessionInbox]] = {}
+        # Insertion-ordered, so waiting sessions are woken, and so served, oldest first.
+        self._waiting: dict[EnvKey, dict[SessionInbox, None]] = {}
         self._running_on: dict[tuple[EnvKey, str], SessionInbox] = {}
 
     # -- environments -------------------------------------------------------------
@@ -164,10 +165,10 @@ class Hub:
 
     def wait(self, key: EnvKey, inbox: SessionInbox) -> None:
         """Post :class:`CapacityChanged` to ``inbox`` whenever ``key`` may have a Jibri for it."""
-        self._waiting.setdefault(key, set()).add(inbox)
+        self._waiting.setdefault(key, {}).setdefault(inbox, None)
 
     def unwait(self, key: EnvKey, inbox: SessionInbox) -> None:
-        self._waiting.get(key, set()).discard(inbox)
+        self._waiting.get(key, {}).pop(inbox, None)
 
     def waiting(self, key: EnvKey) -> int:
         return len(self._waiting.get(key, ()))
