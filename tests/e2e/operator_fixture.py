@@ -199,18 +199,20 @@ def operator(
 
 @dataclass
 class Environment:
-    """A namespace with an XmppEnvironment named ``meet`` on its own brewery."""
+    """An XmppEnvironment (``meet`` unless named otherwise) on its own brewery, in its namespace."""
 
     namespace: str
     brewery: str
     prosody: Prosody
     cluster: Cluster
+    name: str = "meet"
+    muc_domain: str = "conference.localhost"
 
     def session(self, name: str, **spec: Any) -> dict[str, Any]:
         body = {
             "kind": "RecordingSession",
             "metadata": {"name": name},
-            "spec": {"environment": "meet", "room": f"{name}@{self.prosody.muc_domain}", **spec},
+            "spec": {"environment": self.name, "room": f"{name}@{self.muc_domain}", **spec},
         }
         return self.cluster.create("recordingsessions", self.namespace, body)
 
@@ -234,36 +236,54 @@ class Environment:
         await eventually(lambda: self.get_session(name) is None, timeout, f"{name} to be deleted")
 
     def environment(self) -> dict[str, Any] | None:
-        return self.cluster.get("xmppenvironments", self.namespace, "meet")
+        return self.cluster.get("xmppenvironments", self.namespace, self.name)
+
+    def jibri_counts(self) -> dict[str, int]:
+        return dict(((self.environment() or {}).get("status") or {}).get("jibris") or {})
 
 
 async def make_environment(
-    cluster: Cluster, prosody: Prosody, xmpp_account: Callable[..., tuple[str, str]], prefix: str
+    cluster: Cluster,
+    prosody: Prosody,
+    xmpp_account: Callable[..., tuple[str, str]],
+    prefix: str,
+    *,
+    namespace: str | None = None,
+    name: str = "meet",
+    brewery: str | None = None,
+    domain: str | None = None,
 ) -> Environment:
-    namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    brewery = f"brewery-{uuid.uuid4().hex[:8]}@{prosody.muc_domain}"
-    jid, password = xmpp_account("operator")
-    await asyncio.to_thread(cluster.create_namespace, namespace)
+    """An XmppEnvironment (and its Secrets) in a new namespace, or in ``namespace``.
+
+    ``domain`` picks one of Prosody's deployments (``prosody.domains``); its brewery is on
+    that deployment's MUC unless ``brewery`` names one.
+    """
+    deployment = next(d for d in prosody.domains if d.domain == (domain or prosody.domain))
+    brewery = brewery or f"brewery-{uuid.uuid4().hex[:8]}@{deployment.muc_domain}"
+    jid, password = xmpp_account("operator", deployment.domain)
+    if namespace is None:
+        namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        await asyncio.to_thread(cluster.create_namespace, namespace)
+        await asyncio.to_thread(
+            cluster.create_secret, namespace, "xmpp-ca", {"ca.crt": prosody.ca_file.read_text()}
+        )
     await asyncio.to_thread(
-        cluster.create_secret, namespace, "login", {"username": jid, "password": password}
-    )
-    await asyncio.to_thread(
-        cluster.create_secret, namespace, "xmpp-ca", {"ca.crt": prosody.ca_file.read_text()}
+        cluster.create_secret, namespace, f"{name}-login", {"username": jid, "password": password}
     )
     body = {
         "kind": "XmppEnvironment",
-        "metadata": {"name": "meet"},
+        "metadata": {"name": name},
         "spec": {
             "server": {"host": prosody.host, "port": prosody.port},
-            "domain": prosody.domain,
+            "domain": deployment.domain,
             "brewery": brewery,
-            "controlLogin": {"secretRef": {"name": "login"}},
+            "controlLogin": {"secretRef": {"name": f"{name}-login"}},
             "tls": {"caSecretRef": {"name": "xmpp-ca"}},
             "recordingMethods": ["file", "stream", "sip"],
         },
     }
     await asyncio.to_thread(cluster.create, "xmppenvironments", namespace, body)
-    return Environment(namespace, brewery, prosody, cluster)
+    return Environment(namespace, brewery, prosody, cluster, name, deployment.muc_domain)
 
 
 @pytest.fixture

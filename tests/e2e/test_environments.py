@@ -54,9 +54,11 @@ async def test_bad_login_is_reported_and_a_fixed_secret_reconnects(
     xmpp_account: Callable[..., tuple[str, str]],
 ) -> None:
     env = await make_environment(cluster, prosody, xmpp_account, "op")
-    good = cluster.core.read_namespaced_secret("login", env.namespace).data
+    good = cluster.core.read_namespaced_secret("meet-login", env.namespace).data
     wrong = {**good, "password": base64.b64encode(b"not-the-password").decode()}
-    await asyncio.to_thread(cluster.core.patch_namespaced_secret, "login", env.namespace, {"data": wrong})
+    await asyncio.to_thread(
+        cluster.core.patch_namespaced_secret, "meet-login", env.namespace, {"data": wrong}
+    )
     await asyncio.to_thread(
         cluster.patch, "xmppenvironments", env.namespace, "meet", {"spec": {"nickname": "again"}}
     )
@@ -68,7 +70,7 @@ async def test_bad_login_is_reported_and_a_fixed_secret_reconnects(
     await eventually(lambda: "Disconnected" in event_reasons(env), 10, "a warning Event")
     assert "not-the-password" not in str(env.environment())
 
-    await asyncio.to_thread(cluster.core.patch_namespaced_secret, "login", env.namespace, {"data": good})
+    await asyncio.to_thread(cluster.core.patch_namespaced_secret, "meet-login", env.namespace, {"data": good})
     await eventually(lambda: condition(env, "Connected").get("status") == "True", 30, "reconnection")
 
 
