@@ -67,11 +67,14 @@ def test_the_role_allows_what_the_operator_does(objects: dict[tuple[str, str], d
             for rule in rules
         )
 
-    for plural in ("xmppenvironments", "recordingsessions"):
+    for plural in ("xmppenvironments", "recordingsessions", "jibripools"):
         for verb in ("list", "watch", "patch"):
             assert allowed("jibri.dev", plural, verb)
         assert allowed("jibri.dev", f"{plural}/status", "patch")
     assert allowed("", "secrets", "get")
     assert not allowed("", "secrets", "list"), "stream keys are read one by one, never listed"
+    assert allowed("", "secrets", "create") and allowed("", "secrets", "patch")  # pools' jibri.conf
+    for verb in ("list", "watch", "create", "delete"):
+        assert allowed("", "pods", verb)
     assert allowed("", "events", "create")
     assert allowed("", "namespaces", "watch")

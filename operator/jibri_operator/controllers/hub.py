@@ -107,6 +107,8 @@ class Hub:
         # Insertion-ordered, so waiting sessions are woken, and so served, oldest first.
         self._waiting: dict[EnvKey, dict[SessionInbox, None]] = {}
         self._running_on: dict[tuple[EnvKey, str], SessionInbox] = {}
+        self._watchers: dict[EnvKey, list[Callable[[], None]]] = {}
+        self.ended: set[str] = set()  # nicknames of Jibris whose recording ended (single-use: spent)
 
     # -- environments -------------------------------------------------------------
 
@@ -133,8 +135,18 @@ class Hub:
 
     # -- presence and reports ---------------------------------------------------------
 
+    def watch(self, key: EnvKey, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` on every presence change in ``key``; returns the way to stop."""
+        self._watchers.setdefault(key, []).append(callback)
+        return lambda: self._watchers.get(key, []).remove(callback)
+
+    def recording_ended(self, nickname: str) -> None:
+        self.ended.add(nickname)
+
     def observe(self, key: EnvKey, observation: Observation) -> None:
         change = self.registry.observe(observation, self.clock())
+        for callback in list(self._watchers.get(key, ())):
+            callback()
         inbox = self._running_on.get((key, observation.occupant))
         if inbox is not None:
             inbox.post(JibriSeen(observation))

@@ -20,9 +20,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from jibri_operator import metrics
-from jibri_operator.api.constants import FINALIZER, GROUP, PLURAL_ENVIRONMENT, PLURAL_SESSION, VERSION
+from jibri_operator.api.constants import (
+    FINALIZER,
+    GROUP,
+    PLURAL_ENVIRONMENT,
+    PLURAL_POOL,
+    PLURAL_SESSION,
+    VERSION,
+)
 from jibri_operator.controllers.environments import EnvironmentRunner
 from jibri_operator.controllers.hub import Hub
+from jibri_operator.controllers.pools import POOL_LABEL, PoolRunner
 from jibri_operator.controllers.sessions import STOP_TIMEOUT, Poke, SessionRunner
 from jibri_operator.kube.client import Kube, load_config
 from jibri_operator.xmpp.brewery import BreweryConfig
@@ -101,6 +109,7 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     sessions: dict[str, SessionRunner] = {}
     environments: dict[tuple[str, str], EnvironmentRunner] = {}
+    pools: dict[tuple[str, str], PoolRunner] = {}
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -160,6 +169,41 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
             await runner.run(stopped)
         finally:
             sessions.pop(runner.uid, None)
+
+    @kopf.daemon(
+        GROUP,
+        VERSION,
+        PLURAL_POOL,
+        registry=registry,
+        cancellation_backoff=5,
+        cancellation_timeout=5,
+        backoff=2,
+    )
+    async def pool_daemon(
+        *,
+        body: kopf.Body,
+        stopped: kopf.DaemonStopped,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        **_: Any,
+    ) -> None:
+        runner = PoolRunner(hub, body, logger)
+        pools[(runner.namespace, runner.name)] = runner
+        try:
+            await runner.run(stopped)
+        finally:
+            pools.pop((runner.namespace, runner.name), None)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL_POOL, registry=registry)
+    def pool_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
+        runner = pools.get((namespace or "default", name))
+        if runner is not None and meta.get("generation") != runner.generation:
+            runner.poked.set()  # the spec changed (kubectl scale included)
+
+    @kopf.on.event("v1", "pods", labels={POOL_LABEL: kopf.PRESENT}, registry=registry)
+    def pool_pod_event(*, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        runner = pools.get((namespace or "default", labels[POOL_LABEL]))
+        if runner is not None:
+            runner.poked.set()
 
     @kopf.on.delete(GROUP, VERSION, PLURAL_SESSION, registry=registry)
     async def session_deleted(

@@ -575,6 +575,8 @@ class SessionRunner:
 
     async def _finish(self, phase: Phase, reason: str, message: str) -> None:
         succeeded = phase is Phase.COMPLETED
+        if self.current is not None:
+            self.hub.recording_ended(self.current.observation.nickname)  # a single-use pod is now spent
         changes: dict[str, Any] = {
             "phase": phase.value,
             "endedAt": now_rfc3339(),

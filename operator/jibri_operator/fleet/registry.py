@@ -114,6 +114,10 @@ class Registry:
         entry = self._entries.get((environment, occupant))
         return entry.observation if entry is not None else None
 
+    def get_by_nickname(self, environment: str, nickname: str) -> Observation | None:
+        """The Jibri called ``nickname`` in ``environment`` (a pool's pod name is its nickname)."""
+        return next((o for o in self.observations(environment) if o.nickname == nickname), None)
+
     def observations(self, environment: str | None = None) -> Iterator[Observation]:
         for (env, _), entry in self._entries.items():
             if environment is None or env == environment:
@@ -174,6 +178,15 @@ class Registry:
             and dialect_supports(entry.observation.dialect, mode)
             and self._available(entry, now)
         )
+
+    def claim(self, environment: str, occupant: str, holder: str, now: float) -> bool:
+        """Reserve one given Jibri for ``holder`` (e.g. a pool removing it) if it is available."""
+        entry = self._entries.get((environment, occupant))
+        if entry is None or not self._available(entry, now, holder):
+            return False
+        entry.reserved_by = holder
+        entry.reserved_until = now + self.reservation_ttl
+        return True
 
     def release(self, environment: str, occupant: str, session: str) -> None:
         """Drop ``session``'s reservation (a busy answer, a failure, or the session is over)."""

@@ -1,1 +1,1 @@
-"""jibriconf layer (see ARCHITECTURE.md)."""
+"""Render the jibri.conf (HOCON) a pool's Jibri pods read."""

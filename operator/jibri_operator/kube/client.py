@@ -103,3 +103,45 @@ class Kube:
                 return False
             raise
         return True
+
+    # -- pods and the pool's Secret -------------------------------------------------------------
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        result = await self._call(self.core.list_namespaced_pod, namespace, label_selector=selector)
+        pods: list[dict[str, Any]] = self.api_client.sanitize_for_serialization(result)["items"]
+        return pods
+
+    async def create_pod(self, namespace: str, body: dict[str, Any]) -> str:
+        created = await self._call(self.core.create_namespaced_pod, namespace, body)
+        return str(created.metadata.name)
+
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        """Delete exactly this pod (a uid precondition), letting it terminate gracefully."""
+        body = {"preconditions": {"uid": uid}}
+        try:
+            await self._call(self.core.delete_namespaced_pod, name, namespace, body=body)
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise
+
+    async def ensure_secret(
+        self, namespace: str, name: str, data: dict[str, str], owner: dict[str, Any], labels: dict[str, str]
+    ) -> bool:
+        """Create or update a Secret owned by ``owner``; True when it changed."""
+        encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
+        body = {
+            "metadata": {"name": name, "labels": labels, "ownerReferences": [owner]},
+            "type": "Opaque",
+            "data": encoded,
+        }
+        try:
+            current = await self._call(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            await self._call(self.core.create_namespaced_secret, namespace, body)
+            return True
+        if (current.data or {}) == encoded:
+            return False
+        await self._call(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
+        return True

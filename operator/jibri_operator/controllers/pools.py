@@ -1,0 +1,366 @@
+"""JibriPool: the pods of a pool, scaled on idle headroom, never by killing a recording.
+
+A kopf daemon per pool renders the pool's jibri.conf into a Secret it owns,
+reads its pods and what the breweries say of each (the pod's name is its
+Jibri's nickname), asks ``fleet.policy.decide`` what to do, and does it:
+creates pods from ``spec.template``, or removes idle ones. Before removing a
+pod it claims that Jibri in the registry, so no session of this operator can
+pick it in the meantime. It wakes on every presence change in the pool's
+environments and on every event of its pods, so it scales up the moment idle
+headroom runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+import kopf
+
+from jibri_operator.api.conditions import now_rfc3339, set_condition
+from jibri_operator.api.constants import API_VERSION, KIND_POOL, PLURAL_ENVIRONMENT, PLURAL_POOL
+from jibri_operator.api.durations import parse_duration
+from jibri_operator.api.secret import Secret
+from jibri_operator.api.types import BusyStatus, Health
+from jibri_operator.controllers.hub import EnvKey, Hub, env_label
+from jibri_operator.fleet.policy import Decision, PodState, PodView, PoolSpec, decide
+from jibri_operator.jibriconf.render import JibriEnvironment, Login, render_jibri_conf
+from jibri_operator.kube.client import SecretMissing
+
+log = logging.getLogger(__name__)
+
+POOL_LABEL: Final = "jibri.dev/pool"
+CONF_KEY: Final = "jibri.conf"
+CONF_DIR: Final = "/etc/jitsi/jibri"  # where Jibri images read jibri.conf
+RECHECK: Final = 10.0
+
+
+class PoolProblem(Exception):
+    """The pool cannot be reconciled as specified; the message says why (never a secret)."""
+
+
+# -- pure builders -------------------------------------------------------------------------
+
+
+def owner_reference(pool: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND_POOL,
+        "name": pool["metadata"]["name"],
+        "uid": pool["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def pool_labels(pool_name: str) -> dict[str, str]:
+    return {
+        POOL_LABEL: pool_name,
+        "app.kubernetes.io/name": "jibri",
+        "app.kubernetes.io/instance": pool_name,
+        "app.kubernetes.io/managed-by": "jibri-operator",
+    }
+
+
+def conf_secret_name(pool_name: str) -> str:
+    return f"{pool_name}-jibri-conf"
+
+
+def build_pod(pool: Mapping[str, Any]) -> dict[str, Any]:
+    """A pod from ``spec.template``, with the rendered jibri.conf mounted and POD_NAME set.
+
+    The Jibri container is the one named ``jibri``, else the first whose image says
+    jibri, else the first container.
+    """
+    name = pool["metadata"]["name"]
+    template = copy.deepcopy(dict(pool["spec"].get("template") or {}))
+    metadata = dict(template.get("metadata") or {})
+    spec = dict(template.get("spec") or {})
+    containers = [dict(container) for container in spec.get("containers") or []]
+    if not containers:
+        raise PoolProblem("spec.template.spec.containers is empty")
+    index = next(
+        (i for i, c in enumerate(containers) if c.get("name") == "jibri"),
+        next((i for i, c in enumerate(containers) if "jibri" in str(c.get("image", ""))), 0),
+    )
+    jibri = containers[index]
+    jibri["env"] = [
+        *(env for env in jibri.get("env") or [] if env.get("name") != "POD_NAME"),
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    jibri["volumeMounts"] = [
+        *(jibri.get("volumeMounts") or []),
+        {"name": "jibri-conf", "mountPath": CONF_DIR, "readOnly": True},
+    ]
+    spec["containers"] = containers
+    spec["volumes"] = [
+        *(spec.get("volumes") or []),
+        {"name": "jibri-conf", "secret": {"secretName": conf_secret_name(name)}},
+    ]
+    metadata["generateName"] = f"{name}-"
+    metadata.pop("name", None)
+    metadata["labels"] = {**(metadata.get("labels") or {}), **pool_labels(name)}
+    metadata["ownerReferences"] = [owner_reference(pool)]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+# -- the runner -----------------------------------------------------------------------------
+
+
+class PoolRunner:
+    def __init__(
+        self, hub: Hub, body: kopf.Body, logger: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> None:
+        self.hub = hub
+        self.body = body
+        self.logger = logger
+        self.namespace: str = body.metadata.namespace or "default"
+        self.name: str = body.metadata.name or ""
+        self.poked = asyncio.Event()
+        self.surplus_since: float | None = None
+        self.states: dict[str, tuple[PodState, float]] = {}
+        self.conditions: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
+        self.last_scale: str | None = (body.get("status") or {}).get("lastScaleTime")
+        self._unwatch: list[Any] = []
+        self._problem: str | None = None
+        self._last_status: dict[str, Any] | None = None
+        self.generation: Any = None
+
+    @property
+    def env_keys(self) -> list[EnvKey]:
+        return [(self.namespace, str(name)) for name in self.body.spec.get("environments") or []]
+
+    async def run(self, stopped: kopf.DaemonStopped) -> None:
+        watched: list[EnvKey] = []
+        try:
+            while not stopped:
+                if watched != self.env_keys:
+                    for unwatch in self._unwatch:
+                        unwatch()
+                    watched = self.env_keys
+                    self._unwatch = [self.hub.watch(key, self.poked.set) for key in watched]
+                timeout = await self.reconcile()
+                waiters = [asyncio.create_task(self.poked.wait()), asyncio.ensure_future(stopped.wait())]
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+                self.poked.clear()
+        finally:
+            for unwatch in self._unwatch:
+                unwatch()
+
+    async def reconcile(self) -> float:
+        """One pass; returns how long the next one may wait without a poke."""
+        self.generation = self.body.metadata.get("generation")  # the spec this pass acts on
+        spec = self.body.spec
+        try:
+            await self._render_conf(spec)
+        except (PoolProblem, SecretMissing) as problem:
+            await self._report_problem(str(problem))
+            return RECHECK
+        self._problem = None
+        pods = await self.hub.kube.list_pods(self.namespace, f"{POOL_LABEL}={self.name}")
+        views = self._views(pods, bool(spec.get("singleUse")))
+        replicas = spec.get("replicas") or {}
+        policy = PoolSpec(
+            minimum=int(replicas.get("min", 1)),
+            maximum=int(replicas.get("max", 10)),
+            idle_target=int(spec.get("idleTarget", 1)),
+            scale_down_delay=parse_duration(spec.get("scaleDownDelay") or "5m"),
+        )
+        waiting = sum(self.hub.waiting(key) for key in self.env_keys)
+        decision = decide(policy, views, waiting, self.hub.clock(), self.surplus_since)
+        self.surplus_since = decision.surplus_since
+        removed = await self._act(decision, pods)
+        await self._write_status(views, decision, removed)
+        if decision.surplus_since is not None:
+            return max(0.05, decision.surplus_since + policy.scale_down_delay - self.hub.clock())
+        return RECHECK
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    async def _render_conf(self, spec: Any) -> None:
+        environments = []
+        for key in self.env_keys:
+            environment = await self.hub.kube.get_custom(PLURAL_ENVIRONMENT, *key)
+            if environment is None:
+                raise PoolProblem(f"XmppEnvironment {key[1]} not found")
+            environments.append(await self._jibri_environment(key, environment["spec"]))
+        if not environments:
+            raise PoolProblem("spec.environments is empty")
+        text = render_jibri_conf(environments, single_use=bool(spec.get("singleUse")))
+        owner = owner_reference(self.body)
+        changed = await self.hub.kube.ensure_secret(
+            self.namespace, conf_secret_name(self.name), {"jibri.conf": text}, owner, pool_labels(self.name)
+        )
+        if changed:
+            self.logger.info("rendered jibri.conf for %d environment(s)", len(environments))
+
+    async def _jibri_environment(self, key: EnvKey, spec: Mapping[str, Any]) -> JibriEnvironment:
+        jibri = spec.get("jibri") or {}
+        ref = jibri.get("controlLoginSecretRef")
+        if not ref:
+            raise PoolProblem(f"XmppEnvironment {key[1]} has no spec.jibri.controlLoginSecretRef for Jibris")
+        domain_default = (spec.get("controlLogin") or {}).get("domain") or spec["domain"]
+        control = await self._login(key[0], ref["name"], domain_default)
+        call_ref = jibri.get("callLoginSecretRef")
+        call = await self._login(key[0], call_ref["name"], domain_default) if call_ref else None
+        room, _, muc_domain = str(spec["brewery"]).partition("@")
+        server = spec.get("server") or {}
+        timeout = parse_duration(jibri.get("usageTimeout") or "0s")
+        return JibriEnvironment(
+            name=env_label(key),
+            server_hosts=(f"{server.get('host')}:{server.get('port', 5222)}",),
+            xmpp_domain=spec["domain"],
+            control_muc_domain=jibri.get("controlMucDomain") or muc_domain,
+            control_muc_room=room,
+            control_login=control,
+            call_login=call,
+            strip_from_room_domain=jibri.get("stripFromRoomDomain", "conference."),
+            usage_timeout_minutes=timeout / 60,
+            trust_all_certs=bool(jibri.get("trustAllCerts", False)),
+        )
+
+    async def _login(self, namespace: str, secret: str, default_domain: str) -> Login:
+        values = await self.hub.kube.read_secret_keys(namespace, secret, ["username", "password"])
+        username = values["username"].reveal()
+        user, _, domain = username.partition("@")
+        return Login(domain or default_domain, user, Secret(values["password"].reveal()))
+
+    def _views(self, pods: list[dict[str, Any]], single_use: bool) -> list[PodView]:
+        now = self.hub.clock()
+        views = []
+        seen = set()
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            seen.add(name)
+            state = self._state(pod, single_use)
+            previous = self.states.get(name)
+            since = previous[1] if previous is not None and previous[0] is state else now
+            self.states[name] = (state, since)
+            views.append(PodView(name, state, since))
+        for gone in set(self.states) - seen:
+            del self.states[gone]
+            self.hub.ended.discard(gone)
+        return views
+
+    def _state(self, pod: Mapping[str, Any], single_use: bool) -> PodState:
+        name = pod["metadata"]["name"]
+        if pod["metadata"].get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in (
+            "Succeeded",
+            "Failed",
+        ):
+            return PodState.TERMINATING
+        seen = [self.hub.registry.get_by_nickname(env_label(key), name) for key in self.env_keys]
+        if single_use and name in self.hub.ended:
+            return PodState.SPENT
+        if any(observation is None for observation in seen):
+            return PodState.STARTING
+        present = [observation for observation in seen if observation is not None]
+        if any(observation.busy is BusyStatus.BUSY for observation in present):
+            return PodState.BUSY
+        if any(observation.health is Health.UNHEALTHY for observation in present):
+            return PodState.UNHEALTHY
+        return PodState.IDLE
+
+    async def _act(self, decision: Decision, pods: list[dict[str, Any]]) -> list[str]:
+        for _ in range(decision.create):
+            created = await self.hub.kube.create_pod(self.namespace, build_pod(self.body))
+            kopf.info(self.body, reason="ScaledUp", message=f"created {created}: {decision.reason}")
+        by_name = {pod["metadata"]["name"]: pod for pod in pods}
+        removed = []
+        for name in decision.delete:
+            if not self._claim(name):
+                continue  # it was picked for a session meanwhile: keep it
+            await self.hub.kube.delete_pod(self.namespace, name, by_name[name]["metadata"]["uid"])
+            removed.append(name)
+            kopf.info(self.body, reason="ScaledDown", message=f"removed {name}: {decision.reason}")
+        if decision.create or removed:
+            self.last_scale = now_rfc3339()
+        return removed
+
+    def _claim(self, name: str) -> bool:
+        """Reserve a pod's Jibri in every environment so no session picks it while it goes.
+
+        Spent pods are busy by presence and are not claimable; they are removed as they are.
+        """
+        if self.states.get(name, (None,))[0] is PodState.SPENT:
+            return True
+        now = self.hub.clock()
+        holder = f"pool:{self.namespace}/{self.name}"
+        claimed: list[tuple[str, str]] = []
+        for key in self.env_keys:
+            observation = self.hub.registry.get_by_nickname(env_label(key), name)
+            if observation is None or not self.hub.registry.claim(
+                env_label(key), observation.occupant, holder, now
+            ):
+                for env, occupant in claimed:
+                    self.hub.registry.release(env, occupant, holder)
+                return False
+            claimed.append((env_label(key), observation.occupant))
+        return True
+
+    async def _report_problem(self, message: str) -> None:
+        if message != self._problem:
+            kopf.warn(self.body, reason="ReconcileFailed", message=message)
+            self.logger.warning(message)
+        self._problem = message
+        generation = self.body.metadata.get("generation")
+        self.conditions = set_condition(
+            self.conditions, "Ready", "False", "ReconcileFailed", message, generation
+        )
+        await self.hub.kube.patch_status(
+            PLURAL_POOL, self.namespace, self.name, {"conditions": self.conditions}
+        )
+
+    async def _write_status(self, views: list[PodView], decision: Decision, removed: list[str]) -> None:
+        count = {state: 0 for state in PodState}
+        for view in views:
+            count[view.state] += 1
+        staying = len(views) - count[PodState.TERMINATING] - count[PodState.SPENT]
+        idle_target = int(self.body.spec.get("idleTarget", 1))
+        generation = self.body.metadata.get("generation")
+        headroom = f"{count[PodState.IDLE]} idle Jibri(s), {idle_target} wanted"
+        met = count[PodState.IDLE] >= idle_target
+        conditions = set_condition(
+            self.conditions,
+            "Ready",
+            "True" if met else "False",
+            "HeadroomMet" if met else "ScalingUp",
+            headroom,
+            generation,
+        )
+        if decision.limited:
+            conditions = set_condition(
+                conditions,
+                "ScalingLimited",
+                "True",
+                "AtMaximum",
+                "more Jibris are wanted than replicas.max allows",
+                generation,
+            )
+        else:
+            conditions = set_condition(
+                conditions, "ScalingLimited", "False", "WithinBounds", decision.reason, generation
+            )
+        self.conditions = conditions
+        idle_removed = sum(1 for name in removed if self.states.get(name, (None,))[0] is PodState.IDLE)
+        status: dict[str, Any] = {
+            "replicas": staying,
+            "desired": staying + decision.create - idle_removed,
+            "idle": count[PodState.IDLE],
+            "busy": count[PodState.BUSY] + count[PodState.SPENT],
+            "unhealthy": count[PodState.UNHEALTHY],
+            "starting": count[PodState.STARTING],
+            "selector": f"{POOL_LABEL}={self.name}",
+            "observedGeneration": generation,
+            "conditions": conditions,
+        }
+        if self.last_scale:
+            status["lastScaleTime"] = self.last_scale
+        if status != self._last_status:  # an unchanged status is not written (nor its watch event)
+            await self.hub.kube.patch_status(PLURAL_POOL, self.namespace, self.name, status)
+            self._last_status = status

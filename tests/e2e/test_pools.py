@@ -1,0 +1,142 @@
+"""JibriPool end to end: the operator, a kubelet running real simulated-Jibri processes,
+and Prosody. The pool scales up the moment idle headroom runs out and removes only idle
+pods, never one that records.
+
+It runs on an API server of its own: its kubelet is the one scheduler there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from operator_fixture import ROOT, Cluster, Environment, OperatorProcess, eventually, make_environment
+
+from jibri_sandbox.apiserver.testing import start_process
+from jibri_sandbox.kubelet import Kubelet
+from jibri_sandbox.prosody import Prosody
+
+pytestmark = pytest.mark.e2e
+
+
+class World:
+    def __init__(self, cluster: Cluster, env: Environment, operator: OperatorProcess) -> None:
+        self.cluster, self.env, self.operator = cluster, env, operator
+
+    def pool(self) -> dict[str, Any]:
+        return self.cluster.get("jibripools", self.env.namespace, "recorders") or {}
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.pool().get("status") or {})
+
+    def pods(self) -> dict[str, dict[str, Any]]:
+        items = self.cluster.core.list_namespaced_pod(
+            self.env.namespace, label_selector="jibri.dev/pool=recorders"
+        )
+        return {pod.metadata.name: pod for pod in items.items if pod.metadata.deletion_timestamp is None}
+
+
+@pytest.fixture
+async def world(
+    prosody: Prosody, xmpp_account: Callable[..., tuple[str, str]], tmp_path: Path
+) -> AsyncIterator[World]:
+    server = await asyncio.to_thread(start_process, tmp_path / "api")
+    operator: OperatorProcess | None = None
+    try:
+        kubectl = ["kubectl", "--kubeconfig", str(server.kubeconfig)]
+        subprocess.run([*kubectl, "apply", "-k", str(ROOT / "crds")], check=True, capture_output=True)
+        subprocess.run(
+            [*kubectl, "wait", "--for=condition=Established", "crd", "--all"], check=True, capture_output=True
+        )
+        cluster = Cluster(server.kubeconfig)
+        async with Kubelet(
+            server.kubeconfig, node_name="pool-node", startup_delay=0.3, state_dir=tmp_path / "node"
+        ):
+            operator = OperatorProcess(
+                server.kubeconfig, "pool-*", "jibri-operator-pools", tmp_path / "operator.log"
+            )
+            operator.start()
+            env = await make_environment(cluster, prosody, xmpp_account, "pool")
+            jid, password = xmpp_account("jibri")
+            await asyncio.to_thread(
+                cluster.create_secret, env.namespace, "jibri-login", {"username": jid, "password": password}
+            )
+            jibri_settings = {"controlLoginSecretRef": {"name": "jibri-login"}, "trustAllCerts": True}
+            await asyncio.to_thread(
+                cluster.patch, "xmppenvironments", env.namespace, "meet", {"spec": {"jibri": jibri_settings}}
+            )
+            try:
+                yield World(cluster, env, operator)
+            except BaseException:
+                print("operator log:\n" + operator.tail(80))
+                raise
+            finally:
+                operator.stop()
+    finally:
+        server.stop()
+
+
+async def test_pool_scales_up_on_demand_and_down_only_idle_pods(world: World) -> None:
+    env = world.env
+    pool = {
+        "kind": "JibriPool",
+        "metadata": {"name": "recorders"},
+        "spec": {
+            "environments": ["meet"],
+            "replicas": {"min": 1, "max": 3},
+            "idleTarget": 1,
+            "scaleDownDelay": "1s",
+            "template": {
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [{"name": "jibri", "image": "jitsi/jibri:stable"}],
+                }
+            },
+        },
+    }
+    await asyncio.to_thread(world.cluster.create, "jibripools", env.namespace, pool)
+    try:
+        await eventually(
+            lambda: world.status().get("idle") == 1 and world.status().get("replicas") == 1,
+            30,
+            "one warm Jibri",
+        )
+
+        recording: dict[str, str] = {}
+        for index in range(3):
+            name = f"s{index}"
+            env.session(name)
+            session = await env.wait_phase(name, "Recording", timeout=30)
+            recording[name] = session["status"]["jibri"]["nickname"]
+            wanted = min(index + 2, 3)
+            await eventually(lambda w=wanted: world.status().get("replicas") == w, 30, f"{wanted} pods")
+        assert len(set(recording.values())) == 3, "each session on its own pod"
+        assert set(recording.values()) <= set(world.pods())
+        await eventually(
+            lambda: any(
+                c["type"] == "ScalingLimited" and c["status"] == "True"
+                for c in world.status().get("conditions", [])
+            ),
+            10,
+            "the pool to say it is at its maximum",
+        )
+
+        for name in ("s0", "s1"):
+            env.cluster.patch("recordingsessions", env.namespace, name, {"spec": {"stop": True}})
+            await env.wait_phase(name, "Completed")
+        # Two idle, one wanted: after scaleDownDelay one idle pod goes; s2's pod stays.
+        await eventually(
+            lambda: world.status().get("replicas") == 2 and world.status().get("idle") == 1, 30, "scale-down"
+        )
+        assert recording["s2"] in world.pods(), "a recording pod is never removed"
+        assert env.phase("s2") == "Recording"
+        reasons = {event.reason for event in world.cluster.events(env.namespace)}
+        assert {"ScaledUp", "ScaledDown"} <= reasons
+    except (AssertionError, TimeoutError) as error:
+        raise AssertionError(
+            f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"
+        ) from error
