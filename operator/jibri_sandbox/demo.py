@@ -1,12 +1,14 @@
 """`jibri-sandbox demo --dir DIR`: the whole system, end to end, on the embedded sandbox.
 
 It starts the sandbox (API server, kubelet, a real Prosody), installs the CRDs,
-starts the operator, connects an XmppEnvironment, and applies the three
-RecordingSessions in examples/. They wait in Pending until three Jibri pods
-(two speaking the current dialect, one the legacy one, jibri.conf from a
-Secret) come up, and start the moment their presence arrives. Every phase
-change is printed as the watch delivers it; each session ends Completed (one
-by its maxDuration, two by `spec.stop`). Then it keeps serving so you can
+starts the operator, connects an XmppEnvironment, creates the JibriPool of
+examples/pool.yaml (its pods are simulated Jibri processes reading the
+jibri.conf the operator renders) and one hand-run Jibri speaking the legacy
+dialect, then applies the three RecordingSessions in examples/. A session that
+finds no idle Jibri waits in Pending while the pool scales up. Every phase
+change is printed as the watch delivers it; each session ends Completed (one by
+its maxDuration, two by `spec.stop`), and the pool then removes its surplus
+idle pods. Then it keeps serving so you can
 look around with kubectl, until Ctrl-C (or it exits at once with --no-hold).
 
 Everything the operator sees, it sees through its kubeconfig and the XMPP
@@ -39,7 +41,6 @@ from jibri_sandbox.up import Sandbox
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
 SESSIONS = ("weekly-standup", "town-hall", "sprint-retro")
-JIBRI_PODS = {"jibri-0": Dialect.CURRENT, "jibri-1": Dialect.CURRENT, "jibri-legacy-0": Dialect.LEGACY}
 
 
 class DemoFailed(RuntimeError):
@@ -114,25 +115,29 @@ class Demo:
         self.wait(self.connected, "the operator to join the brewery")
         self.kubectl("get", "xmppenvironments")
 
-        say("Three RecordingSessions from examples/, watched live; no Jibri runs yet, so they wait")
+        say("A JibriPool (examples/pool.yaml): one Jibri kept warm, more the moment it is taken")
+        self.kubectl("apply", "-f", str(ROOT / "examples" / "pool.yaml"))
+        self.wait(lambda: self.pool().get("idle") == 1, "the pool's warm Jibri to join the brewery")
+        print(
+            "    and one Jibri run by hand, outside any pool, speaking the 2016 (legacy) dialect", flush=True
+        )
+        self.legacy_jibri()
+        self.wait(lambda: self.environment().get("jibris", {}).get("idle") == 2, "both Jibris to be idle")
+        self.kubectl("get", "jibripools,pods")
+
+        say("Three RecordingSessions from examples/, watched live")
         watcher = threading.Thread(target=self.watch_sessions, daemon=True)
         watcher.start()
         time.sleep(0.3)  # let the watch start before the objects arrive, so every phase shows
         examples = ROOT / "examples"
         files = ("session-file.yaml", "session-stream.yaml", "session-retro.yaml")
         self.kubectl("apply", *(arg for name in files for arg in ("-f", str(examples / name))))
-        self.wait(lambda: all(self.phase(name) == "Pending" for name in SESSIONS), "the sessions to wait", 30)
-        self.kubectl("get", "recordingsessions")
-
-        say("Three Jibri pods: two speak today's dialect, one the legacy one; jibri.conf comes from a Secret")
-        print("    (each session starts the moment a Jibri's idle presence reaches the operator)", flush=True)
-        self.jibri_pods()
-        self.wait(self.pods_ready, "the Jibri pods to be Ready")
         self.wait(
             lambda: all(self.phase(name) == "Recording" for name in SESSIONS), "all three to record", 60
         )
-        self.kubectl("get", "pods", "-o", "wide")
+        self.wait(lambda: self.pool().get("idle") == 1, "the pool to have a warm Jibri again")
         self.kubectl("get", "jibri")
+        self.kubectl("get", "pods", "-o", "wide")
 
         time.sleep(3)  # let them record a little: this is a demo, after all
         say("sprint-retro ends by itself (maxDuration); the other two are stopped with spec.stop")
@@ -141,52 +146,55 @@ class Demo:
         self.wait(
             lambda: all(self.phase(name) == "Completed" for name in SESSIONS), "all three to complete", 60
         )
-        time.sleep(0.5)  # the environment's status write is coalesced; let the idle counts land
+        self.kubectl("get", "recordingsessions")
+
+        say("The pool removes its surplus idle Jibris after scaleDownDelay, never one that records")
+        self.wait(lambda: self.pool().get("replicas") == 1, "the pool to scale down", 60)
         self.kubectl("get", "jibri", "-o", "wide")
         self.kubectl("describe", "recordingsession", "town-hall")
 
-    def jibri_pods(self) -> None:
-        xmpp = self.sandbox.xmpp
-        for dialect in Dialect:
-            environment = sandbox_environment(
-                server=(xmpp["host"], xmpp["port"]),
-                brewery=xmpp["brewery"],
-                nickname="NICK",
-                jid=xmpp["jibri"]["jid"],
-                password=xmpp["jibri"]["password"],
-                name="meet",
+    def pool(self) -> dict[str, Any]:
+        with contextlib.suppress(kubernetes.client.exceptions.ApiException):
+            pool = self.custom.get_namespaced_custom_object(
+                "jibri.dev", "v1alpha1", NAMESPACE, "jibripools", "recorders"
             )
-            settings = SandboxSettings(dialect=dialect, ca_file=xmpp["ca_file"], start_delay=0.5)
-            conf = render_sandbox_jibri_conf([environment], settings)
-            # Each pod joins the brewery under its own name, as a JibriPool will arrange.
-            conf = conf.replace('nickname = "NICK"', "nickname = ${POD_NAME}")
-            self.core.create_namespaced_secret(
-                NAMESPACE,
-                {
-                    "metadata": {"name": f"jibri-conf-{dialect.value}"},
-                    "data": {"jibri.conf": base64.b64encode(conf.encode()).decode()},
-                },
-            )
-        for name, dialect in JIBRI_PODS.items():
-            self.core.create_namespaced_pod(NAMESPACE, self.jibri_pod(name, dialect))
+            return dict(pool.get("status") or {})
+        return {}
 
-    @staticmethod
-    def jibri_pod(name: str, dialect: Dialect) -> dict[str, Any]:
-        return {
-            "metadata": {
-                "name": name,
-                "labels": {"app.kubernetes.io/name": "jibri", "jibri.dev/dialect": dialect.value},
+    def environment(self) -> dict[str, Any]:
+        environment = self.custom.get_namespaced_custom_object(
+            "jibri.dev", "v1alpha1", NAMESPACE, "xmppenvironments", "meet"
+        )
+        return dict(environment.get("status") or {})
+
+    def legacy_jibri(self) -> None:
+        xmpp = self.sandbox.xmpp
+        environment = sandbox_environment(
+            server=(xmpp["host"], xmpp["port"]),
+            brewery=xmpp["brewery"],
+            nickname="jibri-legacy-0",
+            jid=xmpp["jibri"]["jid"],
+            password=xmpp["jibri"]["password"],
+            name="meet",
+        )
+        settings = SandboxSettings(dialect=Dialect.LEGACY, ca_file=xmpp["ca_file"], start_delay=0.5)
+        conf = render_sandbox_jibri_conf([environment], settings)
+        self.core.create_namespaced_secret(
+            NAMESPACE,
+            {
+                "metadata": {"name": "jibri-legacy-conf"},
+                "data": {"jibri.conf": base64.b64encode(conf.encode()).decode()},
             },
+        )
+        pod = {
+            "metadata": {"name": "jibri-legacy-0", "labels": {"app.kubernetes.io/name": "jibri"}},
             "spec": {
                 "terminationGracePeriodSeconds": 10,
-                "volumes": [{"name": "config", "secret": {"secretName": f"jibri-conf-{dialect.value}"}}],
+                "volumes": [{"name": "config", "secret": {"secretName": "jibri-legacy-conf"}}],
                 "containers": [
                     {
                         "name": "jibri",
-                        "image": "jitsi/jibri:stable",
-                        "env": [
-                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
-                        ],
+                        "image": "jitsi/jibri:legacy",
                         "volumeMounts": [
                             {"name": "config", "mountPath": "/etc/jitsi/jibri", "readOnly": True}
                         ],
@@ -194,13 +202,7 @@ class Demo:
                 ],
             },
         }
-
-    def pods_ready(self) -> bool:
-        pods = self.core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=jibri").items
-        return len(pods) == len(JIBRI_PODS) and all(
-            any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-            for pod in pods
-        )
+        self.core.create_namespaced_pod(NAMESPACE, pod)
 
     def start_operator(self) -> None:
         log = self.sandbox.directory / "operator.log"
@@ -217,8 +219,9 @@ class Demo:
     def environment_manifest(self) -> str:
         xmpp = self.sandbox.xmpp
         documents = list(yaml.safe_load_all((ROOT / "examples" / "environment.yaml").read_text()))
-        login, environment = documents
+        login, jibri_login, environment = documents
         login["stringData"] = {"username": xmpp["control"]["jid"], "password": xmpp["control"]["password"]}
+        jibri_login["stringData"] = {"username": xmpp["jibri"]["jid"], "password": xmpp["jibri"]["password"]}
         ca = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -230,7 +233,9 @@ class Demo:
         spec["domain"] = xmpp["domain"]
         spec["brewery"] = xmpp["brewery"]
         spec["controlLogin"].pop("domain", None)
-        return yaml.safe_dump_all([login, ca, environment])
+        # The sandbox's Jibris verify nothing: their CA is the sandbox's own, not in any trust store.
+        spec["jibri"]["trustAllCerts"] = True
+        return yaml.safe_dump_all([login, jibri_login, ca, environment])
 
     def connected(self) -> bool:
         if self.operator is not None and self.operator.poll() is not None:
