@@ -140,3 +140,38 @@ async def test_pool_scales_up_on_demand_and_down_only_idle_pods(world: World) ->
         raise AssertionError(
             f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"
         ) from error
+
+
+async def test_single_use_pods_are_replaced_after_their_recording(world: World) -> None:
+    env = world.env
+    pool = {
+        "kind": "JibriPool",
+        "metadata": {"name": "recorders"},
+        "spec": {
+            "environments": ["meet"],
+            "replicas": {"min": 1, "max": 2},
+            "idleTarget": 1,
+            "singleUse": True,
+            "template": {
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [{"name": "jibri", "image": "jitsi/jibri:stable"}],
+                }
+            },
+        },
+    }
+    await asyncio.to_thread(world.cluster.create, "jibripools", env.namespace, pool)
+    try:
+        await eventually(lambda: world.status().get("idle") == 1, 30, "one warm Jibri")
+        env.session("once")
+        session = await env.wait_phase("once", "Recording", timeout=30)
+        used = session["status"]["jibri"]["nickname"]
+        env.cluster.patch("recordingsessions", env.namespace, "once", {"spec": {"stop": True}})
+        await env.wait_phase("once", "Completed")
+        # A single-use Jibri stays busy for ever: the pool must learn from the session's end.
+        await eventually(lambda: used not in world.pods(), 30, "the spent pod to be removed")
+        await eventually(lambda: world.status().get("idle") == 1, 30, "a fresh warm Jibri")
+    except (AssertionError, TimeoutError) as error:
+        raise AssertionError(
+            f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"
+        ) from error
