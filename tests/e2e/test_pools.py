@@ -80,24 +80,23 @@ async def world(
         server.stop()
 
 
-async def test_pool_scales_up_on_demand_and_down_only_idle_pods(world: World) -> None:
-    env = world.env
-    pool = {
+def pool_body(**spec: Any) -> dict[str, Any]:
+    template = {
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{"name": "jibri", "image": "jitsi/jibri:stable"}],
+        }
+    }
+    return {
         "kind": "JibriPool",
         "metadata": {"name": "recorders"},
-        "spec": {
-            "environments": ["meet"],
-            "replicas": {"min": 1, "max": 3},
-            "idleTarget": 1,
-            "scaleDownDelay": "1s",
-            "template": {
-                "spec": {
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [{"name": "jibri", "image": "jitsi/jibri:stable"}],
-                }
-            },
-        },
+        "spec": {"environments": ["meet"], "idleTarget": 1, "template": template, **spec},
     }
+
+
+async def test_pool_scales_up_on_demand_and_down_only_idle_pods(world: World) -> None:
+    env = world.env
+    pool = pool_body(replicas={"min": 1, "max": 3}, scaleDownDelay="1s")
     await asyncio.to_thread(world.cluster.create, "jibripools", env.namespace, pool)
     try:
         await eventually(
@@ -144,22 +143,7 @@ async def test_pool_scales_up_on_demand_and_down_only_idle_pods(world: World) ->
 
 async def test_single_use_pods_are_replaced_after_their_recording(world: World) -> None:
     env = world.env
-    pool = {
-        "kind": "JibriPool",
-        "metadata": {"name": "recorders"},
-        "spec": {
-            "environments": ["meet"],
-            "replicas": {"min": 1, "max": 2},
-            "idleTarget": 1,
-            "singleUse": True,
-            "template": {
-                "spec": {
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [{"name": "jibri", "image": "jitsi/jibri:stable"}],
-                }
-            },
-        },
-    }
+    pool = pool_body(replicas={"min": 1, "max": 2}, singleUse=True)
     await asyncio.to_thread(world.cluster.create, "jibripools", env.namespace, pool)
     try:
         await eventually(lambda: world.status().get("idle") == 1, 30, "one warm Jibri")

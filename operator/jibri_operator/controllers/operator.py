@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import kopf
 from aiohttp import web
@@ -103,6 +103,21 @@ def connection_info(config: Any) -> kopf.ConnectionInfo:
 
 
 COMMAND_TIMEOUT = BreweryConfig.command_timeout
+_K = TypeVar("_K")
+
+
+class _Runner(Protocol):
+    async def run(self, stopped: kopf.DaemonStopped) -> None: ...
+
+
+async def run_registered(table: dict[_K, Any], key: _K, runner: _Runner, stopped: kopf.DaemonStopped) -> None:
+    """Run a daemon's runner, findable in ``table`` (by the event handlers) while it runs."""
+    table[key] = runner
+    try:
+        await runner.run(stopped)
+    finally:
+        if table.get(key) is runner:
+            del table[key]
 
 
 def build_registry(hub: Hub) -> kopf.OperatorRegistry:
@@ -133,11 +148,7 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
         **_: Any,
     ) -> None:
         runner = EnvironmentRunner(hub, body, logger)
-        environments[runner.key] = runner
-        try:
-            await runner.run(stopped)
-        finally:
-            environments.pop(runner.key, None)
+        await run_registered(environments, runner.key, runner, stopped)
 
     # Watch events, not kopf's change handlers: those would store a diff-base annotation on
     # every object, one more API write per session before it can start. The runners compare
@@ -164,11 +175,7 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
         **_: Any,
     ) -> None:
         runner = SessionRunner(hub, body, logger)
-        sessions[runner.uid] = runner
-        try:
-            await runner.run(stopped)
-        finally:
-            sessions.pop(runner.uid, None)
+        await run_registered(sessions, runner.uid, runner, stopped)
 
     @kopf.daemon(
         GROUP,
@@ -187,11 +194,7 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
         **_: Any,
     ) -> None:
         runner = PoolRunner(hub, body, logger)
-        pools[(runner.namespace, runner.name)] = runner
-        try:
-            await runner.run(stopped)
-        finally:
-            pools.pop((runner.namespace, runner.name), None)
+        await run_registered(pools, (runner.namespace, runner.name), runner, stopped)
 
     @kopf.on.event(GROUP, VERSION, PLURAL_POOL, registry=registry)
     def pool_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
