@@ -17,7 +17,7 @@ import pytest
 from operator_fixture import ROOT, Cluster, Environment, OperatorProcess, eventually, make_environment
 
 from jibri_sandbox.apiserver.testing import start_process
-from jibri_sandbox.kubelet import Kubelet
+from jibri_sandbox.kubelet import FAULT, Kubelet
 from jibri_sandbox.prosody import Prosody
 
 pytestmark = pytest.mark.e2e
@@ -155,6 +155,25 @@ async def test_single_use_pods_are_replaced_after_their_recording(world: World) 
         # A single-use Jibri stays busy for ever: the pool must learn from the session's end.
         await eventually(lambda: used not in world.pods(), 30, "the spent pod to be removed")
         await eventually(lambda: world.status().get("idle") == 1, 30, "a fresh warm Jibri")
+    except (AssertionError, TimeoutError) as error:
+        raise AssertionError(
+            f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"
+        ) from error
+
+
+async def test_a_failed_pod_is_replaced(world: World) -> None:
+    env = world.env
+    pool = pool_body(replicas={"min": 1, "max": 2})
+    pool["spec"]["template"]["spec"]["restartPolicy"] = "Never"  # a crash leaves the pod Failed
+    await asyncio.to_thread(world.cluster.create, "jibripools", env.namespace, pool)
+    try:
+        await eventually(lambda: world.status().get("idle") == 1, 30, "one warm Jibri")
+        (first,) = world.pods()
+        patch = {"metadata": {"annotations": {FAULT: "crash:1"}}}
+        await asyncio.to_thread(world.cluster.core.patch_namespaced_pod, first, env.namespace, patch)
+        await eventually(lambda: first not in world.pods(), 30, "the failed pod to be removed")
+        await eventually(lambda: world.status().get("idle") == 1, 30, "a replacement to join")
+        assert first not in world.pods()
     except (AssertionError, TimeoutError) as error:
         raise AssertionError(
             f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"

@@ -49,6 +49,11 @@ def test_a_break_in_the_surplus_restarts_the_clock() -> None:
     assert decision.surplus_since is None
 
 
+def test_broken_pods_are_replaced() -> None:
+    decision = decide(SPEC, pods(PodState.BROKEN, PodState.IDLE), waiting=0, now=0, surplus_since=None)
+    assert decision.delete == ("p0",) and decision.create == 0  # the idle one is the warm one
+
+
 def test_spent_single_use_pods_are_replaced() -> None:
     decision = decide(SPEC, pods(PodState.SPENT, PodState.BUSY), waiting=0, now=0, surplus_since=None)
     assert decision.delete == ("p0",) and decision.create == 1
@@ -71,17 +76,22 @@ def test_invariants(
     decision = decide(spec, fleet, waiting, now, since)
     states = {pod.name: pod.state for pod in fleet}
     removed = [states[name] for name in decision.delete]
-    assert all(state in (PodState.IDLE, PodState.SPENT) for state in removed), "only idle or spent pods go"
+    assert all(state in (PodState.IDLE, PodState.SPENT, PodState.BROKEN) for state in removed), (
+        "never a busy pod"
+    )
     assert len(set(decision.delete)) == len(decision.delete)
     assert not (decision.create and any(state is PodState.IDLE for state in removed)), (
         "never both ways at once"
     )
-    staying = sum(1 for pod in fleet if pod.state not in (PodState.SPENT, PodState.TERMINATING))
+    staying = sum(
+        1 for pod in fleet if pod.state not in (PodState.SPENT, PodState.BROKEN, PodState.TERMINATING)
+    )
     after = staying + decision.create - sum(1 for state in removed if state is PodState.IDLE)
     assert after <= max(spec.maximum, staying), "never grows beyond the maximum"
     if any(state is PodState.IDLE for state in removed):
         assert after >= spec.minimum, "scaling down never goes below the minimum"
-        assert since is not None and now - since >= spec.scale_down_delay
+        waited = 0.0 if since is None else now - since
+        assert waited >= spec.scale_down_delay, "only after scaleDownDelay of surplus"
     headroom = sum(1 for pod in fleet if pod.state in (PodState.IDLE, PodState.STARTING))
     if headroom < spec.idle_target + waiting and staying < spec.maximum:
         assert decision.create > 0, "headroom short and room left: scale up now"

@@ -36,6 +36,7 @@ POOL_LABEL: Final = "jibri.dev/pool"
 CONF_KEY: Final = "jibri.conf"
 CONF_DIR: Final = "/etc/jitsi/jibri"  # where Jibri images read jibri.conf
 RECHECK: Final = 10.0
+STARTUP_GRACE: Final = 300.0  # a pod whose Jibri has not joined by then will not: replace it
 
 
 class PoolProblem(Exception):
@@ -239,7 +240,11 @@ class PoolRunner:
             seen.add(name)
             state = self._state(pod, single_use)
             previous = self.states.get(name)
+            if previous is not None and previous[0] is PodState.BROKEN and state is PodState.STARTING:
+                state = PodState.BROKEN  # it stays broken until it is gone
             since = previous[1] if previous is not None and previous[0] is state else now
+            if state is PodState.STARTING and now - since > STARTUP_GRACE:
+                state, since = PodState.BROKEN, now
             self.states[name] = (state, since)
             views.append(PodView(name, state, since))
         for gone in set(self.states) - seen:
@@ -249,11 +254,10 @@ class PoolRunner:
 
     def _state(self, pod: Mapping[str, Any], single_use: bool) -> PodState:
         name = pod["metadata"]["name"]
-        if pod["metadata"].get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in (
-            "Succeeded",
-            "Failed",
-        ):
+        if pod["metadata"].get("deletionTimestamp"):
             return PodState.TERMINATING
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return PodState.BROKEN
         seen = [self.hub.registry.get_by_nickname(env_label(key), name) for key in self.env_keys]
         if single_use and name in self.hub.ended:
             return PodState.SPENT
@@ -285,9 +289,9 @@ class PoolRunner:
     def _claim(self, name: str) -> bool:
         """Reserve a pod's Jibri in every environment so no session picks it while it goes.
 
-        Spent pods are busy by presence and are not claimable; they are removed as they are.
+        Spent and broken pods are not selectable anyway; they are removed as they are.
         """
-        if self.states.get(name, (None,))[0] is PodState.SPENT:
+        if self.states.get(name, (None,))[0] in (PodState.SPENT, PodState.BROKEN):
             return True
         now = self.hub.clock()
         holder = f"pool:{self.namespace}/{self.name}"
@@ -320,7 +324,7 @@ class PoolRunner:
         count = {state: 0 for state in PodState}
         for view in views:
             count[view.state] += 1
-        staying = len(views) - count[PodState.TERMINATING] - count[PodState.SPENT]
+        staying = len(views) - count[PodState.TERMINATING] - count[PodState.SPENT] - count[PodState.BROKEN]
         idle_target = int(self.body.spec.get("idleTarget", 1))
         generation = self.body.metadata.get("generation")
         headroom = f"{count[PodState.IDLE]} idle Jibri(s), {idle_target} wanted"
@@ -353,7 +357,7 @@ class PoolRunner:
             "desired": staying + decision.create - idle_removed,
             "idle": count[PodState.IDLE],
             "busy": count[PodState.BUSY] + count[PodState.SPENT],
-            "unhealthy": count[PodState.UNHEALTHY],
+            "unhealthy": count[PodState.UNHEALTHY] + count[PodState.BROKEN],
             "starting": count[PodState.STARTING],
             "selector": f"{POOL_LABEL}={self.name}",
             "observedGeneration": generation,

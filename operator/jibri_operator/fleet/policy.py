@@ -2,7 +2,8 @@
 
 The rules, in order:
 
-* a single-use pod whose recording has ended is spent: it is replaced, always;
+* a single-use pod whose recording has ended is spent, and a pod whose Jibri
+  never joined (or whose pod failed) is broken: both are replaced, always;
 * scale up at once when idle headroom (idle + starting pods) is below what is
   wanted: ``idleTarget`` plus the sessions waiting for a Jibri, and keep at
   least ``min`` pods; never exceed ``max``;
@@ -24,6 +25,7 @@ class PodState(StrEnum):
     BUSY = "busy"
     UNHEALTHY = "unhealthy"
     SPENT = "spent"  # single-use, its one recording is over
+    BROKEN = "broken"  # never joined the brewery in time, or the pod failed: it will not serve
     TERMINATING = "terminating"
 
 
@@ -58,9 +60,9 @@ def decide(
     count = {state: 0 for state in PodState}
     for pod in pods:
         count[pod.state] += 1
-    spent = tuple(pod.name for pod in pods if pod.state is PodState.SPENT)
-    # Pods that stay: spent and terminating ones are going, whatever happens next.
-    staying = len(pods) - count[PodState.SPENT] - count[PodState.TERMINATING]
+    spent = tuple(pod.name for pod in pods if pod.state in (PodState.SPENT, PodState.BROKEN))
+    # Pods that stay: spent, broken and terminating ones are going, whatever happens next.
+    staying = len(pods) - count[PodState.SPENT] - count[PodState.BROKEN] - count[PodState.TERMINATING]
     room = max(0, spec.maximum - staying)
     wanted = spec.idle_target + waiting
     headroom = count[PodState.IDLE] + count[PodState.STARTING]
@@ -73,7 +75,7 @@ def decide(
 
     removable = min(count[PodState.IDLE] - wanted, staying - spec.minimum)
     if removable <= 0:
-        return Decision(0, spent, None, False, "steady" if not spent else "replacing spent pods")
+        return Decision(0, spent, None, False, "steady" if not spent else "replacing spent or broken pods")
     since = now if surplus_since is None else surplus_since
     if now - since < spec.scale_down_delay:
         return Decision(0, spent, since, False, f"{removable} idle pod(s) more than wanted; waiting")
