@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from pathlib import Path
 from typing import Any, Final
 
 import kopf
@@ -157,7 +158,7 @@ class EnvironmentRunner:
 
     @staticmethod
     def _fingerprint(config: BreweryConfig) -> str:
-        ca = open(config.ca_file, "rb").read() if config.ca_file else b""  # noqa: SIM115
+        ca = Path(config.ca_file).read_bytes() if config.ca_file else b""
         parts = [
             config.jid,
             config.password.reveal(),

@@ -345,8 +345,7 @@ class SessionRunner:
                 phase=Phase.PENDING.value, conditions=self._conditions("Scheduled", "False", reason, message)
             )
             await self._event(reason, message, warning=True)
-        event = await self._next_event(seconds)
-        del event
+        await self._next_event(seconds)  # any event, or the time, is a reason to look again
 
     async def _try_start(
         self, client: BreweryClient, choice: Observation, request: StartRequest
