@@ -319,20 +319,21 @@ def main(argv: list[str]) -> int:
     with Sandbox(args.dir, startup_delay=1.0) as sandbox:
         print(json.dumps({k: sandbox.xmpp[k] for k in ("host", "port", "domain", "brewery")}), flush=True)
         demo = Demo(sandbox)
-        try:
-            demo.run()
-        except DemoFailed as error:
-            print(f"\ndemo failed: {error}", file=sys.stderr, flush=True)
+        try:  # whatever goes wrong, the operator process must not outlive the demo
+            try:
+                demo.run()
+            except DemoFailed as error:
+                print(f"\ndemo failed: {error}", file=sys.stderr, flush=True)
+                return 1
+            hint(sandbox)
+            if hold:
+                print("\nServing until Ctrl-C.", flush=True)
+                while not stop.wait(0.5):
+                    if sandbox.failed():
+                        print(f"sandbox: {sandbox.failed()} exited unexpectedly", file=sys.stderr)
+                        break
+            say("Stopping")
+        finally:
             demo.stop_operator()
-            return 1
-        hint(sandbox)
-        if hold:
-            print("\nServing until Ctrl-C.", flush=True)
-            while not stop.wait(0.5):
-                if sandbox.failed():
-                    print(f"sandbox: {sandbox.failed()} exited unexpectedly", file=sys.stderr)
-                    break
-        say("Stopping")
-        demo.stop_operator()
     say("Done")
     return 0
