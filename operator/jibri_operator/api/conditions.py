@@ -24,7 +24,7 @@ def set_condition(
 ) -> list[dict[str, Any]]:
     """A new list with ``type_`` set; the others are kept as they were."""
     result = [dict(condition) for condition in conditions or []]
-    existing = next((condition for condition in result if condition.get("type") == type_), None)
+    existing = get_condition(result, type_)
     transition = now or now_rfc3339()
     if existing is not None and existing.get("status") == status:
         transition = existing.get("lastTransitionTime") or transition

@@ -21,7 +21,7 @@ from typing import Any, Final
 import kopf
 
 from jibri_operator import metrics
-from jibri_operator.api.conditions import ConditionStatus, set_condition
+from jibri_operator.api.conditions import ConditionStatus, get_condition, set_condition
 from jibri_operator.api.constants import PLURAL_ENVIRONMENT
 from jibri_operator.api.secret import Secret
 from jibri_operator.controllers.hub import EnvironmentLink, EnvKey, Hub, env_label
@@ -215,8 +215,7 @@ class EnvironmentRunner:
         metrics.JIBRIS.labels(*labels, "unhealthy").set(counts.unhealthy)
         if status == self._last_status:
             return
-        previous = self._last_status["conditions"] if self._last_status else []
-        before = next((c for c in previous if c["type"] == "Connected"), None)
+        before = get_condition(self._last_status["conditions"] if self._last_status else None, "Connected")
         if joined and (before is None or before["status"] != "True"):
             kopf.info(self.body, reason="Connected", message=connected[2])
         elif not joined and connected[1] != "Connecting" and (before or {}).get("message") != connected[2]:

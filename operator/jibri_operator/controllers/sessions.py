@@ -33,7 +33,7 @@ from typing import Any, Final
 import kopf
 
 from jibri_operator import metrics
-from jibri_operator.api.conditions import now_rfc3339, set_condition
+from jibri_operator.api.conditions import get_condition, now_rfc3339, set_condition
 from jibri_operator.api.constants import PLURAL_SESSION
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.secret import Secret
@@ -300,7 +300,10 @@ class SessionRunner:
 
     async def _pending(self, reason: str, message: str) -> None:
         """Wait in Pending until something changes in the environment."""
-        if self.status.get("phase") != Phase.PENDING.value or self._condition_reason("Scheduled") != reason:
+        if (
+            self.status.get("phase") != Phase.PENDING.value
+            or self._condition("Scheduled", "reason") != reason
+        ):
             await self.save(
                 phase=Phase.PENDING.value,
                 conditions=self._conditions("Scheduled", "False", reason, message),
@@ -340,7 +343,7 @@ class SessionRunner:
         )
 
     async def _pending_for(self, seconds: float, reason: str, message: str) -> None:
-        if self._condition_reason("Scheduled") != reason:
+        if self._condition("Scheduled", "reason") != reason:
             await self.save(
                 phase=Phase.PENDING.value, conditions=self._conditions("Scheduled", "False", reason, message)
             )
@@ -585,7 +588,7 @@ class SessionRunner:
                 reason,
                 message,
                 base=self._conditions("Recording", "False", reason, message)
-                if self._condition_status("Recording") == "True"
+                if self._condition("Recording", "status") == "True"
                 else None,
             ),
         }
@@ -612,17 +615,9 @@ class SessionRunner:
             "dialect": observation.dialect.value,
         }
 
-    def _condition_reason(self, type_: str) -> str | None:
-        for condition in self.status.get("conditions") or []:
-            if condition.get("type") == type_:
-                return str(condition.get("reason"))
-        return None
-
-    def _condition_status(self, type_: str) -> str | None:
-        for condition in self.status.get("conditions") or []:
-            if condition.get("type") == type_:
-                return str(condition.get("status"))
-        return None
+    def _condition(self, type_: str, field: str) -> str | None:
+        condition = get_condition(self.status.get("conditions"), type_)
+        return None if condition is None else str(condition.get(field))
 
     def _conditions(
         self, type_: str, status: Any, reason: str, message: str, base: list[dict[str, Any]] | None = None
