@@ -129,6 +129,8 @@ class PoolRunner:
         self._problem: str | None = None
         self._last_status: dict[str, Any] | None = None
         self.generation: Any = None
+        self._rendered: Any = None  # the generation whose jibri.conf is in the Secret
+        self._rendered_at = float("-inf")
 
     @property
     def env_keys(self) -> list[EnvKey]:
@@ -157,12 +159,18 @@ class PoolRunner:
         """One pass; returns how long the next one may wait without a poke."""
         self.generation = self.body.metadata.get("generation")  # the spec this pass acts on
         spec = self.body.spec
-        try:
-            await self._render_conf(spec)
-        except (PoolProblem, SecretMissing) as problem:
-            await self._report_problem(str(problem))
-            return RECHECK
-        self._problem = None
+        # Presence changes poke the pool often; the config only needs a look when the pool
+        # changed, after a problem, or every RECHECK (its environments and Secrets may have).
+        now = self.hub.clock()
+        stale = self._rendered != self.generation or now - self._rendered_at >= RECHECK or self._problem
+        if stale:
+            try:
+                await self._render_conf(spec)
+            except (PoolProblem, SecretMissing) as problem:
+                await self._report_problem(str(problem))
+                return RECHECK
+            self._problem = None
+            self._rendered, self._rendered_at = self.generation, now
         pods = await self.hub.kube.list_pods(self.namespace, f"{POOL_LABEL}={self.name}")
         views = self._views(pods, bool(spec.get("singleUse")))
         replicas = spec.get("replicas") or {}
