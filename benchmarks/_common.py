@@ -23,8 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from jibri_operator.api.secret import Secret
-from jibri_sandbox.jibri.config import ControlMuc, JibriConfig, Login, SandboxSettings, XmppEnvironment
+from jibri_sandbox.jibri.config import JibriConfig, SandboxSettings, sandbox_environment
 from jibri_sandbox.jibri.simulator import SimulatedJibri
 from jibri_sandbox.prosody import Prosody
 
@@ -49,14 +48,13 @@ class XmppSite:
 
 
 def jibri_config(site: XmppSite, jid: str, password: str, nick: str, **sandbox: Any) -> JibriConfig:
-    room, _, muc_domain = site.brewery.partition("@")
-    username, _, domain = jid.partition("@")
-    environment = XmppEnvironment(
+    environment = sandbox_environment(
+        server=(site.host, site.port),
+        brewery=site.brewery,
+        nickname=nick,
+        jid=jid,
+        password=password,
         name="meet",
-        xmpp_server_hosts=(f"{site.host}:{site.port}",),
-        xmpp_domain=domain,
-        control_muc=ControlMuc(muc_domain, room, nick),
-        control_login=Login(domain, username, Secret(password)),
     )
     return JibriConfig((environment,), sandbox=SandboxSettings(ca_file=site.ca_file, **sandbox))
 

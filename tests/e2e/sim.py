@@ -12,7 +12,7 @@ from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import Action, Dialect, RecordingMode
 from jibri_operator.xmpp.brewery import BreweryClient, BreweryConfig
 from jibri_operator.xmpp.stanzas import StartRequest
-from jibri_sandbox.jibri.config import ControlMuc, JibriConfig, Login, SandboxSettings, XmppEnvironment
+from jibri_sandbox.jibri.config import JibriConfig, SandboxSettings, sandbox_environment
 from jibri_sandbox.jibri.simulator import SimulatedJibri
 from jibri_sandbox.prosody import Prosody
 
@@ -30,14 +30,13 @@ def stops(jibri: SimulatedJibri) -> int:
 def jibri_config(
     prosody: Prosody, brewery: str, jid: str, password: str, nick: str, **sandbox: Any
 ) -> JibriConfig:
-    room, _, muc_domain = brewery.partition("@")
-    username, _, domain = jid.partition("@")
-    environment = XmppEnvironment(
+    environment = sandbox_environment(
+        server=(prosody.host, prosody.port),
+        brewery=brewery,
+        nickname=nick,
+        jid=jid,
+        password=password,
         name="meet",
-        xmpp_server_hosts=(f"{prosody.host}:{prosody.port}",),
-        xmpp_domain=domain,
-        control_muc=ControlMuc(muc_domain, room, nick),
-        control_login=Login(domain, username, Secret(password)),
     )
     return JibriConfig((environment,), sandbox=SandboxSettings(ca_file=str(prosody.ca_file), **sandbox))
 
