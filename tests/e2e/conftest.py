@@ -2,3 +2,4 @@
 
 from apiserver_fixture import apiserver  # noqa: F401
 from operator_fixture import cluster, env, operator  # noqa: F401
+from sim import jibris  # noqa: F401

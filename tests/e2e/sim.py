@@ -8,6 +8,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import pytest
+from operator_fixture import Environment
+
 from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import Action, Dialect, RecordingMode
 from jibri_operator.xmpp.brewery import BreweryClient, BreweryConfig
@@ -70,6 +73,15 @@ async def jibri_factory(
     finally:
         for jibri in running:
             await jibri.stop()
+
+
+@pytest.fixture
+async def jibris(
+    env: Environment, xmpp_account: Callable[..., tuple[str, str]]
+) -> AsyncIterator[JibriFactory]:
+    """Simulated Jibris in the ``env`` fixture's brewery."""
+    async with jibri_factory(env.prosody, env.brewery, xmpp_account) as factory:
+        yield factory
 
 
 @contextlib.asynccontextmanager

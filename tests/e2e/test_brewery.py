@@ -94,8 +94,11 @@ async def peer(prosody: Prosody, xmpp_account: Factory) -> AsyncIterator[Factory
 
 
 def answer_starts(raw: RawPeer, dialect: Dialect, occupant: str) -> list[stanzas.JibriCommand]:
-    """Make ``raw`` answer commands like a Jibri: pending then busy presence; stop -> off."""
+    """Make ``raw`` answer commands like a Jibri: pending then busy presence; stop -> off.
+
+    In the legacy dialect it answers as jibri-spec.xml says: plain results, no status."""
     received: list[stanzas.JibriCommand] = []
+    current = dialect is Dialect.CURRENT
 
     def handle(iq: Any) -> None:
         if iq["type"] != "set":
@@ -103,10 +106,12 @@ def answer_starts(raw: RawPeer, dialect: Dialect, occupant: str) -> list[stanzas
         command = stanzas.parse_command(iq.xml)
         received.append(command)
         if command.start is not None:
-            Iq(raw, xml=stanzas.build_result(iq.xml, StatusUpdate(RecordingStatus.PENDING))).send()
+            pending = StatusUpdate(RecordingStatus.PENDING) if current else None
+            Iq(raw, xml=stanzas.build_result(iq.xml, pending)).send()
             raw.join(occupant, stanzas.build_jibri_status(dialect, BusyStatus.BUSY))
         else:
-            Iq(raw, xml=stanzas.build_result(iq.xml, StatusUpdate(RecordingStatus.OFF))).send()
+            off = StatusUpdate(RecordingStatus.OFF) if current else None
+            Iq(raw, xml=stanzas.build_result(iq.xml, off)).send()
             raw.join(occupant, stanzas.build_jibri_status(dialect, BusyStatus.IDLE))
 
     raw.register_handler(Callback("jibri", MatchXPath(f"{{jabber:client}}iq/{{{JIBRI_NS}}}jibri"), handle))
@@ -232,7 +237,10 @@ async def test_start_stop_and_reports(
     assert recorder.reports == [(occupant, StatusUpdate(RecordingStatus.ON))]
 
     stop = await client.stop_recording(occupant, dialect, "s-1")
-    assert isinstance(stop, StatusUpdate) and stop.status is RecordingStatus.OFF
+    if dialect is Dialect.CURRENT:
+        assert isinstance(stop, StatusUpdate) and stop.status is RecordingStatus.OFF
+    else:
+        assert stop == stanzas.EmptyResult()
     await client.wait_for(lambda c: c.jibris[occupant].busy is BusyStatus.IDLE, 5)
     assert [c.action.value for c in received] == ["start", "stop"]
     assert received[0].dialect is dialect

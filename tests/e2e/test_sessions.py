@@ -21,14 +21,6 @@ from jibri_sandbox.prosody import Prosody
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-async def jibris(
-    env: Environment, xmpp_account: Callable[..., tuple[str, str]]
-) -> AsyncIterator[JibriFactory]:
-    async with jibri_factory(env.prosody, env.brewery, xmpp_account) as factory:
-        yield factory
-
-
 def starts(jibri: SimulatedJibri) -> int:
     return len(jibri.starts)
 
@@ -268,30 +260,55 @@ async def restartable(
         process.stop()
 
 
-@pytest.mark.parametrize("kill_in", ["Starting", "Recording"])
+def with_operator_log(process: OperatorProcess, error: BaseException) -> AssertionError:
+    lines = int(os.environ.get("OPERATOR_LOG_LINES", "80"))
+    return AssertionError(f"{error!r}\noperator log:\n{process.tail(lines)}")
+
+
+# (variant, phase to kill the operator in). A 2016-spec Jibri is Recording the moment it
+# says busy, so it has no Starting worth killing in.
+RESTARTS = [
+    ("current", "Starting"),
+    ("current", "Recording"),
+    ("legacy", "Recording"),
+    ("legacy-with-reports", "Recording"),
+]
+
+
+@pytest.mark.parametrize(("variant", "kill_in"), RESTARTS)
 async def test_operator_restart_never_records_twice(
     restartable: tuple[OperatorProcess, Environment],
     xmpp_account: Callable[..., tuple[str, str]],
+    variant: str,
     kill_in: str,
 ) -> None:
     process, env = restartable
     try:
-        await restart_scenario(process, env, xmpp_account, kill_in)
+        await restart_scenario(process, env, xmpp_account, variant, kill_in)
     except (AssertionError, TimeoutError) as error:
-        raise AssertionError(
-            f"{error!r}\noperator log:\n{process.tail(int(os.environ.get('OPERATOR_LOG_LINES', '80')))}"
-        ) from error
+        raise with_operator_log(process, error) from error
+
+
+def variant_settings(variant: str) -> dict[str, Any]:
+    """The simulated Jibri's settings for a dialect variant (see jibri_sandbox.jibri.simulator)."""
+    if variant == "current":
+        return {"dialect": Dialect.CURRENT}
+    return {"dialect": Dialect.LEGACY, "legacy_reports": variant == "legacy-with-reports"}
 
 
 async def restart_scenario(
-    process: OperatorProcess, env: Environment, xmpp_account: Callable[..., tuple[str, str]], kill_in: str
+    process: OperatorProcess,
+    env: Environment,
+    xmpp_account: Callable[..., tuple[str, str]],
+    variant: str,
+    kill_in: str,
 ) -> None:
     async with jibri_factory(env.prosody, env.brewery, xmpp_account) as make:
-        fleet = await make(3, on_delay=3.0 if kill_in == "Starting" else 0.05)
+        fleet = await make(3, on_delay=3.0 if kill_in == "Starting" else 0.05, **variant_settings(variant))
         await eventually(
             lambda: (env.environment() or {}).get("status", {}).get("connected"), 20, "brewery joined"
         )
-        env.session("survivor")
+        env.session("survivor", pendingTimeout="2s")
         await env.wait_phase("survivor", kill_in)
         process.kill()
         process.start()
@@ -304,3 +321,29 @@ async def restart_scenario(
         await env.wait_gone("survivor", timeout=30)
         await recording.wait_until(lambda j: not j.busy, 10)
         assert not any(j.busy for j in fleet), "no orphan recording"
+
+
+@pytest.mark.parametrize("variant", ["legacy", "legacy-with-reports", "current"])
+async def test_a_recording_that_ended_while_the_operator_was_away_is_completed(
+    restartable: tuple[OperatorProcess, Environment],
+    xmpp_account: Callable[..., tuple[str, str]],
+    variant: str,
+) -> None:
+    """Back from a restart, a session whose Jibri is idle again concludes, and never starts again."""
+    process, env = restartable
+    try:
+        async with jibri_factory(env.prosody, env.brewery, xmpp_account) as make:
+            (jibri,) = await make(1, recording_duration=3.0, **variant_settings(variant))
+            await eventually(
+                lambda: (env.environment() or {}).get("status", {}).get("connected"), 20, "brewery joined"
+            )
+            env.session("away")
+            await env.wait_phase("away", "Recording")
+            process.kill()
+            await jibri.wait_until(lambda j: j.starts and not j.busy, 15)
+            process.start()
+            session = await env.wait_phase("away", "Completed", timeout=30)
+            assert starts(jibri) == 1 and stops(jibri) == 0
+            assert session["status"]["attempts"] == 1
+    except (AssertionError, TimeoutError) as error:
+        raise with_operator_log(process, error) from error

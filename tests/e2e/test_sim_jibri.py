@@ -94,10 +94,10 @@ async def test_joins_and_announces_idle_and_health(brewery, controller, simulate
     assert jibri.joined and not jibri.busy
 
 
-@pytest.mark.parametrize("dialect", [Dialect.CURRENT, Dialect.LEGACY])
+@pytest.mark.parametrize("dialect", [Dialect.CURRENT, Dialect.LEGACY], ids=["current", "legacy-with-reports"])
 async def test_start_pending_on_then_stop_off(brewery, controller, simulated_jibri, dialect) -> None:
     focus = await controller(brewery)
-    jibri = await simulated_jibri(brewery, dialect=dialect)
+    jibri = await simulated_jibri(brewery, dialect=dialect, legacy_reports=True)
     occupant = jibri.occupants[0]
 
     reply = stanzas.parse_reply(await focus.iq(start_iq(jibri, dialect, RecordingMode.STREAM)))
@@ -118,6 +118,57 @@ async def test_start_pending_on_then_stop_off(brewery, controller, simulated_jib
     assert isinstance(off, stanzas.StatusUpdate) and off.status is RecordingStatus.OFF
     await presence_of(focus, occupant, busy=BusyStatus.IDLE)
     assert not jibri.busy
+
+
+async def test_legacy_follows_the_2016_spec_to_the_letter(brewery, controller, simulated_jibri) -> None:
+    """jibri-spec.xml: a plain result, then the busy presence; no pending, no on, no off, ever."""
+    focus = await controller(brewery)
+    jibri = await simulated_jibri(brewery, dialect=Dialect.LEGACY)
+    occupant = jibri.occupants[0]
+
+    reply = stanzas.parse_reply(await focus.iq(start_iq(jibri, Dialect.LEGACY, RecordingMode.STREAM)))
+    assert reply == stanzas.EmptyResult()
+    await presence_of(focus, occupant, busy=BusyStatus.BUSY)
+    await jibri.wait_until(lambda j: j.recording)
+    (start,) = jibri.starts
+    assert start.stream_key == Secret("live-key-123") and start.room == MEETING
+
+    stop = stanzas.parse_reply(await focus.iq(stanzas.build_stop(occupant, Dialect.LEGACY, uuid.uuid4().hex)))
+    assert stop == stanzas.EmptyResult()
+    await presence_of(focus, occupant, busy=BusyStatus.IDLE)
+    assert focus.reports == [] and jibri.reports == []
+
+
+async def test_legacy_recording_ends_with_an_idle_presence_only(brewery, controller, simulated_jibri) -> None:
+    focus = await controller(brewery)
+    jibri = await simulated_jibri(brewery, dialect=Dialect.LEGACY, recording_duration=0.2)
+    occupant = jibri.occupants[0]
+    await focus.iq(start_iq(jibri, Dialect.LEGACY))
+    await presence_of(focus, occupant, busy=BusyStatus.BUSY)
+    await presence_of(focus, occupant, busy=BusyStatus.IDLE)
+    assert focus.reports == [] and jibri.reports == [] and not jibri.busy
+
+
+async def test_legacy_refuses_an_unoffered_mode_with_503(brewery, controller, simulated_jibri) -> None:
+    focus = await controller(brewery)
+    jibri = await simulated_jibri(brewery, dialect=Dialect.LEGACY, recording_modes=(RecordingMode.FILE,))
+    reply = stanzas.parse_reply(await focus.iq(start_iq(jibri, Dialect.LEGACY, RecordingMode.STREAM)))
+    assert isinstance(reply, stanzas.ErrorReply) and reply.code == 503
+    assert not jibri.busy and not jibri.starts
+
+
+async def test_busy_presence_delay_keeps_the_brewery_seeing_idle(
+    brewery, controller, simulated_jibri
+) -> None:
+    """The fault that makes a controller race lose: the Jibri is taken, its busy presence still in flight."""
+    focus, other = await controller(brewery), await controller(brewery)
+    jibri = await simulated_jibri(brewery, dialect=Dialect.LEGACY, faults=Faults(busy_presence_delay=30))
+    occupant = jibri.occupants[0]
+    await presence_of(other, occupant, busy=BusyStatus.IDLE)
+    await focus.iq(start_iq(jibri, Dialect.LEGACY))
+    reply = stanzas.parse_reply(await other.iq(start_iq(jibri, Dialect.LEGACY)))
+    assert reply.busy
+    assert other.last_presence(occupant).busy is BusyStatus.IDLE
 
 
 async def test_busy_refusal_current_dialect(brewery, controller, simulated_jibri) -> None:

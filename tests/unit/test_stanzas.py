@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from jibri_operator.api.constants import JIBRI_NS
 from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import (
     Action,
@@ -156,6 +157,27 @@ def test_busy_answers_of_both_dialects_read_as_busy() -> None:
 )
 def test_start_outcomes(update: stanzas.Reply, outcome: StartOutcome) -> None:
     assert stanzas.classify_start_reply(update) is outcome
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_a_plain_result_accepts_as_the_2016_spec_says(dialect: Dialect) -> None:
+    """jibri-spec.xml: a Jibri accepts with an IQ result and defines no status in it."""
+    start = stanzas.build_start(
+        f"{BREWERY}/j", StartRequest("m@conference.x", RecordingMode.FILE), dialect, "id"
+    )
+    start.set("from", f"{BREWERY}/controller")
+    reply = stanzas.parse_reply(wire(stanzas.build_result(start)))
+    assert reply == stanzas.EmptyResult()
+    assert not reply.busy
+    assert stanzas.classify_start_reply(reply) is StartOutcome.ACCEPTED
+
+
+def test_a_result_with_a_broken_jibri_payload_is_still_malformed() -> None:
+    reply = ET.fromstring(
+        f"<iq xmlns='jabber:client' type='result' id='1'><jibri xmlns='{JIBRI_NS}' status='maybe'/></iq>"
+    )
+    with pytest.raises(MalformedStanza, match="status"):
+        stanzas.parse_reply(reply)
 
 
 def test_legacy_sip_is_refused_when_building() -> None:

@@ -29,6 +29,7 @@ EnvKey = tuple[str, str]  # (namespace, name) of an XmppEnvironment
 
 @dataclass(frozen=True)
 class JibriReport:
+    occupant: str
     update: StatusUpdate
 
 
@@ -158,7 +159,7 @@ class Hub:
         if inbox is None:
             log.info("report from %s in %s for no session of ours; ignored", occupant, env_label(key))
             return
-        inbox.post(JibriReport(update))
+        inbox.post(JibriReport(occupant, update))
 
     def brewery_lost(self, key: EnvKey) -> None:
         for (env, _), inbox in list(self._running_on.items()):

@@ -20,6 +20,26 @@ On operator restart the runner resumes from status: it waits for the
 brewery, then adopts the Jibri named in status if that Jibri is busy, and
 otherwise concludes what happened while it was away. The session_id is the
 object's UID, so every attempt and restart speaks of the same session.
+
+What each stanza means for the session, per dialect (shared/design/PROTOCOL.md):
+
+====================================  =====================================  ===================================
+stanza                                current dialect                        legacy (2016 spec, jibri-spec.xml)
+====================================  =====================================  ===================================
+start answered ``pending``/``on``     accepted (Starting)                    accepted (a 2017-era Jibri)
+start answered by a plain ``result``  accepted (Starting)                    accepted (Starting): the spec's way
+start answered ``off/busy``, or 503   busy: pick another, no attempt spent   busy: pick another, no attempt spent
+``on`` report                         Recording                              Recording (honoured, never awaited)
+busy presence after the start         (only noted)                           Recording: the spec's only sign
+``off`` report                        Completed / Failed / retry             Completed / Failed / retry
+idle presence after busy              Completed if on, else retry (error)    Completed: ended, no reason given
+the Jibri leaves the brewery          retry                                  retry
+no Recording within pendingTimeout    stop, retry elsewhere                  stop, retry elsewhere
+stop answered ``off`` or ``result``   Completed (Stopped)                    Completed (Stopped)
+====================================  =====================================  ===================================
+
+pendingTimeout runs from the accepted start to whatever marks Recording in the
+Jibri's dialect: the ``on`` report, or for a legacy Jibri also its busy presence.
 """
 
 from __future__ import annotations
@@ -28,6 +48,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import kopf
@@ -50,6 +71,7 @@ from jibri_operator.fleet.registry import Observation
 from jibri_operator.kube.client import SecretMissing
 from jibri_operator.xmpp.brewery import BreweryClient, BreweryError, CommandTimeout, NotJoined
 from jibri_operator.xmpp.stanzas import (
+    EmptyResult,
     MalformedStanza,
     StartOutcome,
     StartRequest,
@@ -83,7 +105,7 @@ class Current:
 
     observation: Observation
     seen_busy: bool = False
-    recording_since: float | None = None  # monotonic time of the `on` report
+    recording_since: float | None = None  # monotonic time the recording began (on report, or legacy busy)
 
     @property
     def recording(self) -> bool:
@@ -209,14 +231,36 @@ class SessionRunner:
             await self._retry_or_fail("JibriLeft")
             return
         if observation.busy is BusyStatus.BUSY:
-            since = self.hub.clock() if phase == Phase.RECORDING.value else None
-            self.current = Current(observation, seen_busy=True, recording_since=since)
+            # Busy with the Jibri this session was sent to: adopt it, never start again. A
+            # session still Starting is adopted as Recording: its `on` report (or, for a legacy
+            # Jibri, the busy presence) may have come while nobody listened, and a pending
+            # timeout would then cut a running recording. A failure still arrives as `off`.
+            self.current = Current(observation, seen_busy=True)
             self.hub.attach(self.env_key, occupant, self)
             self.logger.info(f"resumed following {observation.nickname}")
+            if phase == Phase.STARTING.value:
+                await self._mark_recording(
+                    self.current, "AdoptedAfterRestart", f"{observation.nickname} is busy with this session"
+                )
+            else:
+                self.current.recording_since = self.hub.clock() - self._recorded_for()
             return
         if phase == Phase.STARTING.value:
-            return  # the start never took (or ended at once): schedule again, same session_id
+            # No evidence it ever recorded: the operator may have died between the write-ahead
+            # and the start IQ. Schedule again, with the same session_id.
+            return
         await self._finish(Phase.COMPLETED, "Completed", "the recording ended while the operator was away")
+
+    def _recorded_for(self) -> float:
+        """Seconds since status.startedAt (wall clock), so maxDuration survives a restart."""
+        started = self.status.get("startedAt")
+        if not started:
+            return 0.0
+        try:
+            begun = datetime.strptime(str(started), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return 0.0
+        return max(0.0, (datetime.now(UTC) - begun).total_seconds())
 
     async def _wait_joined(self) -> None:
         """Wait until the environment's client has joined (and so knows every Jibri).
@@ -453,25 +497,27 @@ class SessionRunner:
                     await self._event("MaxDuration", "the session reached spec.maxDuration; stopping")
                     await self._stop(current)
                 return
-            if isinstance(event, JibriReport):
+            if isinstance(event, JibriReport) and event.occupant == current.observation.occupant:
                 await self._on_report(current, event.update)
-            elif isinstance(event, JibriSeen):
+            elif isinstance(event, JibriSeen) and event.observation.occupant == current.observation.occupant:
                 await self._on_presence(current, event.observation)
             elif isinstance(event, BreweryLost):
                 self.logger.info("brewery connection lost; following resumes when it is back")
 
+    async def _mark_recording(self, current: Current, reason: str, message: str) -> None:
+        current.recording_since = self.hub.clock()
+        await self.save(
+            phase=Phase.RECORDING.value,
+            startedAt=self.status.get("startedAt") or now_rfc3339(),
+            conditions=self._conditions("Recording", "True", reason, message),
+        )
+        await self._event("Recording", f"Jibri {current.observation.nickname} is recording")
+
     async def _on_report(self, current: Current, update: StatusUpdate) -> None:
         if update.status is RecordingStatus.ON and not current.recording:
-            current.recording_since = self.hub.clock()
-            now = now_rfc3339()
-            await self.save(
-                phase=Phase.RECORDING.value,
-                startedAt=self.status.get("startedAt") or now,
-                conditions=self._conditions(
-                    "Recording", "True", "JibriReportedOn", f"{current.observation.nickname} is recording"
-                ),
+            await self._mark_recording(
+                current, "JibriReportedOn", f"{current.observation.nickname} is recording"
             )
-            await self._event("Recording", f"Jibri {current.observation.nickname} is recording")
         elif update.status is RecordingStatus.OFF:
             if update.failure_reason is FailureReason.ERROR and not self.stop_requested():
                 self.hub.registry.record_failure(self.env, current.observation.occupant, self.hub.clock())
@@ -508,7 +554,22 @@ class SessionRunner:
             await self._retry_or_fail("JibriLeft")
         elif observation.busy is BusyStatus.BUSY:
             current.seen_busy = True
+            if observation.dialect is Dialect.LEGACY and not current.recording:
+                # The 2016 spec has no `on`: the busy presence after an accepted start is the sign.
+                await self._mark_recording(
+                    current,
+                    "JibriBusy",
+                    f"{observation.nickname} is busy with this session (its dialect sends no on report)",
+                )
         elif current.seen_busy:
+            if observation.dialect is Dialect.LEGACY:
+                # Idle again by itself: the recording ended. The 2016 spec gives no reason, so it
+                # is not a failure and nothing is retried.
+                await self._finish(
+                    Phase.COMPLETED,
+                    "Completed",
+                    f"Jibri {observation.nickname} is idle again: the recording ended (the Jibri gave no reason)",
+                )
             # Back to idle without an `off` report reaching us (e.g. sent while we reconnected).
             if current.recording or self.stop_requested():
                 await self._finish(
@@ -540,12 +601,19 @@ class SessionRunner:
         if not confirmed:
             # Wait for the Jibri to go idle or leave, but not forever: deletion must finish.
             deadline = self.hub.clock() + STOP_TIMEOUT
+            occupant = current.observation.occupant
             while self.hub.clock() < deadline:
                 event = await self._next_event(deadline - self.hub.clock())
-                if isinstance(event, JibriReport) and event.update.status is RecordingStatus.OFF:
+                if (
+                    isinstance(event, JibriReport)
+                    and event.occupant == occupant
+                    and event.update.status is RecordingStatus.OFF
+                ):
                     break
-                if isinstance(event, JibriSeen) and (
-                    not event.observation.present or event.observation.busy is BusyStatus.IDLE
+                if (
+                    isinstance(event, JibriSeen)
+                    and event.observation.occupant == occupant
+                    and (not event.observation.present or event.observation.busy is BusyStatus.IDLE)
                 ):
                     break
             else:
@@ -559,7 +627,7 @@ class SessionRunner:
         )
 
     async def _send_stop(self, current: Current) -> bool:
-        """Send stop; True when the Jibri answered off."""
+        """Send stop; True when the Jibri answered off, or (2016 spec) with a plain result."""
         client = self.hub.client(self.env_key)
         if client is None or not client.joined:
             return False
@@ -571,6 +639,8 @@ class SessionRunner:
         except (BreweryError, MalformedStanza) as error:
             self.logger.warning(f"stop was not answered: {error}")
             return False
+        if isinstance(reply, EmptyResult):
+            return True
         return isinstance(reply, StatusUpdate) and reply.status is RecordingStatus.OFF
 
     # -- endings and bookkeeping ------------------------------------------------------------

@@ -145,13 +145,26 @@ class ErrorReply:
         return self.condition is ErrorCondition.SERVICE_UNAVAILABLE
 
 
-Reply = StatusUpdate | ErrorReply
+@dataclass(frozen=True)
+class EmptyResult:
+    """An IQ ``result`` with no ``jibri`` payload.
+
+    This is how a Jibri of the 2016 spec (``jibri-spec.xml``) accepts a start or
+    confirms a stop: the spec defines no status in replies and no reports at all.
+    """
+
+    @property
+    def busy(self) -> bool:
+        return False
+
+
+Reply = StatusUpdate | ErrorReply | EmptyResult
 
 
 class StartOutcome(StrEnum):
     """How a controller should read the answer to its start IQ."""
 
-    ACCEPTED = "accepted"  # pending (or already on): follow the reports
+    ACCEPTED = "accepted"  # pending, on, or a plain result (2016 spec): follow the Jibri
     BUSY = "busy"  # another controller won the race: pick another Jibri, no penalty
     RETRY = "retry"  # failed, should_retry=true: try elsewhere, counts as an attempt
     FAILED = "failed"  # failed for good (should_retry false or absent, bad-request)
@@ -162,6 +175,8 @@ def classify_start_reply(reply: Reply) -> StartOutcome:
         return StartOutcome.BUSY
     if isinstance(reply, ErrorReply):
         return StartOutcome.FAILED
+    if isinstance(reply, EmptyResult):
+        return StartOutcome.ACCEPTED
     if reply.status in (RecordingStatus.PENDING, RecordingStatus.ON):
         return StartOutcome.ACCEPTED
     return StartOutcome.RETRY if reply.should_retry else StartOutcome.FAILED
@@ -465,7 +480,10 @@ def parse_status(jibri: ET.Element, what: str) -> StatusUpdate:
 
 
 def parse_reply(iq: ET.Element) -> Reply:
-    """Read the answer to a start or stop command."""
+    """Read the answer to a start or stop command.
+
+    A ``result`` without a ``jibri`` child is an :class:`EmptyResult` (the 2016
+    spec's acceptance); any other child of a result must be a valid status."""
     what = "jibri reply"
     if iq.tag != _IQ:
         raise MalformedStanza(f"{what}: not an iq stanza")
@@ -488,6 +506,8 @@ def parse_reply(iq: ET.Element) -> Reply:
         return ErrorReply(condition, code, text_element.text if text_element is not None else None)
     if iq_type != "result":
         raise MalformedStanza(f"{what}: must be an iq of type 'result' or 'error'")
+    if iq.find(_JIBRI) is None:
+        return EmptyResult()
     return parse_status(_jibri_child(iq, what), what)
 
 

@@ -25,6 +25,7 @@ from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import Dialect, RecordingMode
 
 DEFAULT_XMPP_PORT: Final = 5222
+LEGACY_WITH_REPORTS: Final = "legacy-with-reports"
 
 
 class JibriConfigError(ValueError):
@@ -147,6 +148,9 @@ class Faults:
     never_on: bool = False  # stays pending forever: no on report
     disconnect_after_on: bool = False  # drops every XMPP connection right after the on report
     lose_start_reply: bool = False  # accepts and records, but its answer to start never arrives
+    # Seconds the busy presence after an accepted start lags behind: how a second controller
+    # still sees the Jibri idle and loses the race with a busy answer.
+    busy_presence_delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,10 @@ class SandboxSettings:
     """``jibri.sandbox``: how the simulated Jibri behaves. A real Jibri ignores this block."""
 
     dialect: Dialect = Dialect.CURRENT
+    # Legacy only. False: the 2016 spec to the letter (a plain result, then presence; no
+    # reports at all). True ("legacy-with-reports"): a 2017-era Jibri that answers
+    # pending and sends on/off reports while still announcing its status the 2016 way.
+    legacy_reports: bool = False
     healthy: bool = True
     recording_modes: tuple[RecordingMode, ...] = (RecordingMode.FILE, RecordingMode.STREAM)
     start_delay: float = 0.05  # seconds from pending to the on report
@@ -161,6 +169,15 @@ class SandboxSettings:
     ca_file: str | None = None
     report_timeout: float = 5.0  # how long to wait for the controller to acknowledge a report
     faults: Faults = field(default_factory=Faults)
+
+    @property
+    def variant(self) -> str:
+        """What ``jibri.sandbox.dialect`` says: current, legacy or legacy-with-reports."""
+        return (
+            LEGACY_WITH_REPORTS
+            if self.dialect is Dialect.LEGACY and self.legacy_reports
+            else self.dialect.value
+        )
 
 
 @dataclass(frozen=True)
@@ -285,10 +302,12 @@ def _sandbox(tree: Any) -> SandboxSettings:
     if not isinstance(tree, ConfigTree):
         raise JibriConfigError(f"{what}: expected an object")
     defaults = SandboxSettings()
+    dialect_value = str(tree.get("dialect", defaults.dialect.value))
+    legacy_reports = dialect_value == LEGACY_WITH_REPORTS
     try:
-        dialect = Dialect(str(tree.get("dialect", defaults.dialect.value)))
+        dialect = Dialect.LEGACY if legacy_reports else Dialect(dialect_value)
     except ValueError:
-        raise JibriConfigError(f"{what}.dialect: must be current or legacy") from None
+        raise JibriConfigError(f"{what}.dialect: must be current, legacy or {LEGACY_WITH_REPORTS}") from None
     modes_value = tree.get("recording-modes", [m.value for m in defaults.recording_modes])
     try:
         modes = tuple(RecordingMode(str(m)) for m in modes_value)
@@ -310,10 +329,14 @@ def _sandbox(tree: Any) -> SandboxSettings:
             lose_start_reply=_bool(
                 faults_tree.get("lose-start-reply", False), f"{what}.faults.lose-start-reply"
             ),
+            busy_presence_delay=parse_duration(
+                faults_tree.get("busy-presence-delay", 0), "ms", f"{what}.faults.busy-presence-delay"
+            ),
         )
     ca_file = tree.get("ca-file", None)
     return SandboxSettings(
         dialect=dialect,
+        legacy_reports=legacy_reports,
         healthy=_bool(tree.get("healthy", True), f"{what}.healthy"),
         recording_modes=modes,
         start_delay=parse_duration(
@@ -412,7 +435,7 @@ def render_sandbox_jibri_conf(
         "    }",
         "  }",
         "  sandbox {",
-        f"    dialect = {q(sandbox.dialect.value)}",
+        f"    dialect = {q(sandbox.variant)}",
         f"    healthy = {q(sandbox.healthy)}",
         f"    recording-modes = {q([m.value for m in sandbox.recording_modes])}",
         f"    start-delay = {_render_duration(sandbox.start_delay)}",
@@ -429,6 +452,7 @@ def render_sandbox_jibri_conf(
         f"      never-on = {q(faults.never_on)}",
         f"      disconnect-after-on = {q(faults.disconnect_after_on)}",
         f"      lose-start-reply = {q(faults.lose_start_reply)}",
+        f"      busy-presence-delay = {_render_duration(faults.busy_presence_delay)}",
         "    }",
         "  }",
         "}",

@@ -3,7 +3,19 @@
 It logs in to every environment of its jibri.conf at once, joins each brewery,
 announces itself with the ``jibri-status`` presence of its dialect, and answers
 start and stop IQs the way a Jibri does (see shared/design/PROTOCOL.md). The
-recording itself is only a timer. Every wire format comes from
+recording itself is only a timer.
+
+Three variants, as found in the field:
+
+- ``current``: today's Jibri. Start is answered ``pending``, then ``on`` and
+  ``off`` report IQs follow; busy is ``off/busy``.
+- ``legacy``: the 2016 ``jibri-spec.xml`` to the letter. Start is answered with
+  a plain IQ ``result`` and the Jibri "immediately broadcasts a presence
+  indicating that it is now busy"; it never sends a report. The recording's end
+  is its presence returning to ``idle``; stop is answered with a plain result.
+  Busy (or unable) is the stanza error ``service-unavailable``.
+- ``legacy-with-reports``: a 2017-era Jibri: 2016 presence and 503, but the
+  ``pending`` answer and ``on``/``off`` reports of the current dialect. Every wire format comes from
 :mod:`jibri_operator.xmpp.stanzas`, so the simulator and the operator cannot
 drift apart on what a stanza looks like.
 
@@ -232,6 +244,8 @@ class SimulatedJibri:
     def __init__(self, config: JibriConfig) -> None:
         self.config = config
         self.dialect: Dialect = config.sandbox.dialect
+        # Whether this Jibri sends pending/on/off at all (the 2016 spec has none of them).
+        self.sends_reports = self.dialect is Dialect.CURRENT or config.sandbox.legacy_reports
         self.faults: Faults = dataclasses.replace(config.sandbox.faults)
         self.recording_modes = set(config.sandbox.recording_modes)
         self.starts: list[ReceivedStart] = []
@@ -393,6 +407,9 @@ class SimulatedJibri:
             return
         if request.mode not in self.recording_modes:
             self.refusals += 1
+            if not self.sends_reports:  # the 2016 spec's only refusal is 503
+                link.reply(stanzas.build_error(iq, stanzas.ErrorCondition.SERVICE_UNAVAILABLE, "unable"))
+                return
             refused = stanzas.StatusUpdate(
                 RecordingStatus.OFF, FailureReason.ERROR, False, command.session_id
             )
@@ -412,17 +429,22 @@ class SimulatedJibri:
         self._session = _Session(start, link, session_id)
         self._busy = True
         if not self.faults.lose_start_reply:
-            link.reply(
-                stanzas.build_result(iq, stanzas.StatusUpdate(RecordingStatus.PENDING, session_id=session_id))
-            )
+            pending = stanzas.StatusUpdate(RecordingStatus.PENDING, session_id=session_id)
+            link.reply(stanzas.build_result(iq, pending if self.sends_reports else None))
         log.info("%s: start accepted (%s, session %s)", link.env.name, request.mode, session_id)
-        self._announce()
+        if self.sends_reports or not self.faults.never_on:
+            # The 2016 spec's only sign of a running recording is this busy presence; a
+            # spec-literal Jibri stuck before recording (never-on) therefore never sends it.
+            if self.faults.busy_presence_delay > 0:
+                asyncio.get_running_loop().call_later(self.faults.busy_presence_delay, self._announce)
+            else:
+                self._announce()
         self._session.task = asyncio.get_running_loop().create_task(self._run_session(self._session))
 
     def _on_stop(self, link: _Link, iq: ET.Element, command: stanzas.JibriCommand) -> None:
         session = self._session
         off = stanzas.StatusUpdate(RecordingStatus.OFF, session_id=command.session_id)
-        link.reply(stanzas.build_result(iq, off))
+        link.reply(stanzas.build_result(iq, off if self.sends_reports else None))
         if session is None:
             return
         if command.session_id and command.session_id != session.session_id:
@@ -434,7 +456,10 @@ class SimulatedJibri:
         self._end_session(session)
 
     async def _run_session(self, session: _Session) -> None:
-        """pending -> on -> off, with the configured delays and faults."""
+        """pending -> on -> off, with the configured delays and faults.
+
+        A spec-literal legacy Jibri goes through the same states but tells nobody:
+        :meth:`_report` sends nothing, and its end is only its idle presence."""
         sandbox = self.config.sandbox
         await asyncio.sleep(sandbox.start_delay)  # the simulated Chrome and ffmpeg starting up
         if self.faults.never_on:
@@ -468,6 +493,9 @@ class SimulatedJibri:
         self._end_session(session)
 
     async def _report(self, session: _Session, update: stanzas.StatusUpdate) -> None:
+        if not self.sends_reports:
+            self._changed()  # the state moved all the same; only nobody is told
+            return
         acknowledged = await session.link.report(session.start.sender, update)
         self.reports.append(SentReport(session.link.env.name, session.start.sender, update, acknowledged))
         self._changed()
