@@ -18,6 +18,7 @@ COMMANDS = {
     ),
     "prosody": ("jibri_sandbox.prosody.cli", "a real Prosody with TLS, MUC and accounts"),
     "jibri": ("jibri_sandbox.jibri.cli", "a simulated Jibri that reads jibri.conf"),
+    "focus": ("jibri_sandbox.focus", "a Jicofo-like controller starting recordings of its own"),
     "up": ("jibri_sandbox.up", "API server + kubelet + Prosody together"),
     "demo": ("jibri_sandbox.demo", "the whole system, end to end"),
 }

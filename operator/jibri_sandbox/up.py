@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 BREWERY_ROOM = "jibribrewery"
 CONTROL_USER = "jibri-operator"
 JIBRI_USER = "jibri"
+FOCUS_USER = "focus"  # `jibri-sandbox focus`, the Jicofo-like controller
 
 
 def _term_with_parent() -> None:  # in the kubelet child, before exec
@@ -132,15 +133,12 @@ class Sandbox:
     def _accounts(self) -> dict[str, Any]:
         """Create the operator's and the Jibris' logins; describe everything a client needs."""
         assert self.prosody is not None
-        control_password, jibri_password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-        control_jid = self.prosody.register(CONTROL_USER, control_password)
-        jibri_jid = self.prosody.register(JIBRI_USER, jibri_password)
-        return {
-            **self.prosody.describe(),
-            "brewery": f"{BREWERY_ROOM}@{self.prosody.muc_domain}",
-            "control": {"jid": control_jid, "username": CONTROL_USER, "password": control_password},
-            "jibri": {"jid": jibri_jid, "username": JIBRI_USER, "password": jibri_password},
-        }
+        accounts = {}
+        for role, username in (("control", CONTROL_USER), ("jibri", JIBRI_USER), ("focus", FOCUS_USER)):
+            password = secrets.token_urlsafe(16)
+            jid = self.prosody.register(username, password)
+            accounts[role] = {"jid": jid, "username": username, "password": password}
+        return {**self.prosody.describe(), "brewery": f"{BREWERY_ROOM}@{self.prosody.muc_domain}", **accounts}
 
     def failed(self) -> str | None:
         """Which part has died on its own, if any."""

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from jibri_operator.api.types import BusyStatus, Dialect, Health, RecordingMode
-from jibri_operator.fleet.registry import Observation, Registry
+from jibri_operator.api.types import BreweryKind, BusyStatus, Dialect, Health, RecordingMode
+from jibri_operator.fleet.registry import ModeCounts, Observation, Registry
 
 ENV = "prod"
 
@@ -19,8 +19,10 @@ def jibri(
     dialect: Dialect = Dialect.CURRENT,
     env: str = ENV,
     present: bool = True,
+    brewery: BreweryKind = BreweryKind.RECORDING,
 ) -> Observation:
-    return Observation(env, f"brewery@muc/{nick}", nick, busy, health, dialect, present)
+    room = "sipbrewery" if brewery is BreweryKind.SIP else "brewery"
+    return Observation(env, f"{room}@muc/{nick}", nick, busy, health, dialect, present, brewery)
 
 
 def test_only_idle_healthy_present_jibris_are_chosen() -> None:
@@ -41,6 +43,63 @@ def test_legacy_jibris_cannot_do_sip() -> None:
     registry.observe(jibri("legacy", dialect=Dialect.LEGACY), 0)
     assert registry.select(ENV, RecordingMode.SIP, "s1", now=0) is None
     assert registry.select(ENV, RecordingMode.STREAM, "s1", now=0) is not None
+
+
+def test_sip_goes_only_to_the_sip_brewery_and_recordings_only_to_the_other() -> None:
+    registry = Registry()
+    registry.observe(jibri("recorder"), 0)
+    registry.observe(jibri("gateway", brewery=BreweryKind.SIP), 0)
+    sip = registry.select(ENV, RecordingMode.SIP, "s1", now=0)
+    assert sip is not None and sip.nickname == "gateway"
+    for mode in (RecordingMode.FILE, RecordingMode.STREAM):
+        chosen = registry.select(ENV, mode, f"s-{mode}", now=0)
+        assert chosen is not None and chosen.nickname == "recorder"
+        registry.release(ENV, chosen.occupant, f"s-{mode}")
+
+
+def test_a_pool_declares_what_its_pods_can_do() -> None:
+    registry = Registry()
+    registry.observe(jibri("pod-a"), 0)
+    registry.declare_pod("pool/pod-a", "pod-a", [ENV], [RecordingMode.FILE])
+    assert registry.select(ENV, RecordingMode.STREAM, "s1", now=0) is None
+    assert registry.capable(ENV, RecordingMode.STREAM) == 0
+    assert registry.select(ENV, RecordingMode.FILE, "s1", now=0) is not None
+    registry.forget_pod("pool/pod-a")
+    assert registry.capable(ENV, RecordingMode.STREAM) == 1
+
+
+def test_a_refused_mode_is_learnt() -> None:
+    registry = Registry()
+    registry.observe(jibri("a"), 0)
+    registry.observe(jibri("b", BusyStatus.BUSY), 0)
+    registry.mark_unable(ENV, "brewery@muc/a", RecordingMode.STREAM)
+    assert registry.select(ENV, RecordingMode.STREAM, "s1", now=0) is None
+    assert registry.capable(ENV, RecordingMode.STREAM) == 1  # b could, once free
+    assert registry.refusals(ENV) == {"a": frozenset({RecordingMode.STREAM})}
+    counts = registry.mode_counts(ENV)
+    assert counts[RecordingMode.STREAM] == ModeCounts(idle=0, busy=1, unable=1)
+    assert counts[RecordingMode.FILE] == ModeCounts(idle=1, busy=1, unable=0)
+    assert counts[RecordingMode.SIP] == ModeCounts(idle=0, busy=0, unable=2)  # no SIP brewery
+    chosen = registry.select(ENV, RecordingMode.FILE, "s2", now=0)
+    assert chosen is not None and chosen.nickname == "a"
+
+
+def test_one_pod_in_two_environments_is_one_jibri() -> None:
+    """Sessions of two deployments never race for the same pod, and its freedom wakes both."""
+    registry = Registry()
+    for env in (ENV, "staging"):
+        registry.observe(jibri("pod-a", env=env), 0)
+    registry.declare_pod("pool/pod-a", "pod-a", [ENV, "staging"])
+    assert registry.select(ENV, RecordingMode.FILE, "s1", now=0) is not None
+    assert registry.select("staging", RecordingMode.FILE, "s2", now=0) is None, "reserved in the other"
+    registry.observe(jibri("pod-a", BusyStatus.BUSY, env=ENV), 1)
+    assert registry.select("staging", RecordingMode.FILE, "s2", now=1) is None, "busy in the other"
+    registry.observe(jibri("pod-a", BusyStatus.BUSY, env="staging"), 1)
+    registry.observe(jibri("pod-a", env="staging"), 2)  # idle here first; still busy in prod
+    assert registry.select("staging", RecordingMode.FILE, "s2", now=2) is None
+    change = registry.observe(jibri("pod-a", env=ENV), 2)
+    assert change.freed and change.also_freed == ("staging",)
+    assert registry.select("staging", RecordingMode.FILE, "s2", now=2) is not None
 
 
 def test_a_reservation_keeps_a_jibri_from_other_sessions_until_its_busy_presence() -> None:
@@ -125,6 +184,7 @@ observations = st.builds(
     st.sampled_from(Dialect),
     st.sampled_from([ENV, "staging"]),
     st.booleans(),
+    st.sampled_from(BreweryKind),
 )
 
 
@@ -142,13 +202,49 @@ def test_select_agrees_with_available(
         assert all(
             o.occupant in exclude
             for o in registry.observations(ENV)
-            if o.idle_and_healthy and (o.dialect is Dialect.CURRENT or mode is not RecordingMode.SIP)
+            if o.idle_and_healthy and registry.can_do(o, mode)
         )
     else:
         assert chosen.environment == ENV
         assert chosen.idle_and_healthy
         assert chosen.occupant not in exclude
-        assert mode is not RecordingMode.SIP or chosen.dialect is Dialect.CURRENT
+        assert registry.can_do(chosen, mode)
+        assert mode is not RecordingMode.SIP or (
+            chosen.dialect is Dialect.CURRENT and chosen.brewery is BreweryKind.SIP
+        )
+
+
+@given(
+    st.lists(
+        st.builds(
+            jibri,
+            st.just("pod"),
+            st.sampled_from(BusyStatus),
+            st.sampled_from(Health),
+            st.just(Dialect.CURRENT),
+            st.sampled_from([ENV, "staging"]),
+            st.booleans(),
+        ),
+        max_size=20,
+    ),
+    st.lists(st.tuples(st.sampled_from([ENV, "staging"]), st.sampled_from(SESSIONS)), max_size=6),
+)
+def test_a_shared_pod_is_never_chosen_while_taken_in_its_other_environment(
+    events: list[Observation], picks: list[tuple[str, str]]
+) -> None:
+    registry = Registry()
+    registry.declare_pod("pool/pod", "pod", [ENV, "staging"])
+    for index, observation in enumerate(events):
+        registry.observe(observation, index)
+    holder: dict[str, str] = {}
+    for env, session in picks:
+        chosen = registry.select(env, RecordingMode.FILE, session, now=len(events))
+        if chosen is None:
+            continue
+        other = registry.get_by_nickname("staging" if env == ENV else ENV, "pod")
+        assert other is None or other.idle_and_healthy, "taken in the other environment"
+        assert all(s == session for s in holder.values()), "another session holds it"
+        holder[env] = session
 
 
 class RegistryMachine(RuleBasedStateMachine):

@@ -54,6 +54,18 @@ class Phase(StrEnum):
     FAILED = "Failed"
 
 
+class BreweryKind(StrEnum):
+    """Which brewery of an environment a Jibri sits in (Jicofo: jibri-brewery, sip-jibri-brewery)."""
+
+    RECORDING = "recording"  # file and stream
+    SIP = "sip"  # SIP gateway Jibris only
+
+
+def brewery_serves(kind: BreweryKind, mode: RecordingMode) -> bool:
+    """SIP sessions go only to the SIP brewery's Jibris; file and stream only to the recording one's."""
+    return (kind is BreweryKind.SIP) == (mode is RecordingMode.SIP)
+
+
 def dialect_supports(dialect: Dialect, mode: RecordingMode) -> bool:
     """The legacy dialect has no recording_mode: it records to file, or streams when given a key."""
     return dialect is Dialect.CURRENT or mode is not RecordingMode.SIP

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 STATUS_COALESCE: Final = 0.2  # many presences in a burst become one status write
 RECHECK: Final = 30.0  # re-read Secrets and refresh status at least this often
 SECRET_RETRY: Final = 5.0
+MAX_LISTED: Final = 50  # unable Jibris listed in status; the counts cover the rest
 
 
 class EnvironmentRunner:
@@ -197,6 +198,8 @@ class EnvironmentRunner:
             self.conditions, "Connected", connected[0], connected[1], connected[2], generation
         )
         conditions = set_condition(conditions, "Ready", ready[0], ready[1], ready[2], generation)
+        label = env_label(self.key)
+        offered = self.link.recording_methods
         status = {
             "connected": joined,
             "nickname": client.occupant_jid.partition("/")[2] if client is not None else None,
@@ -206,6 +209,15 @@ class EnvironmentRunner:
                 "unhealthy": counts.unhealthy,
                 "total": counts.total,
             },
+            "methods": {
+                mode.value: {"idle": c.idle, "busy": c.busy, "unable": c.unable}
+                for mode, c in self.hub.registry.mode_counts(label).items()
+                if mode.value in offered
+            },
+            "unableJibris": [
+                {"nickname": nickname, "modes": sorted(mode.value for mode in modes)}
+                for nickname, modes in sorted(self.hub.registry.refusals(label).items())
+            ][:MAX_LISTED],
             "observedGeneration": generation,
             "conditions": conditions,
         }

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from jibri_operator import metrics
+from jibri_operator.api.types import RecordingMode
 from jibri_operator.fleet.registry import Observation, Registry
 from jibri_operator.kube.client import Kube
 from jibri_operator.xmpp.brewery import BreweryClient, BreweryListener
@@ -105,8 +106,9 @@ class Hub:
         self.clock = clock
         self.registry = Registry()
         self.links: dict[EnvKey, EnvironmentLink] = {}
-        # Insertion-ordered, so waiting sessions are woken, and so served, oldest first.
-        self._waiting: dict[EnvKey, dict[SessionInbox, None]] = {}
+        # Insertion-ordered, so waiting sessions are woken, and so served, oldest first; each
+        # with the mode it waits for, so a pool scales only for sessions it can serve.
+        self._waiting: dict[EnvKey, dict[SessionInbox, RecordingMode]] = {}
         self._running_on: dict[tuple[EnvKey, str], SessionInbox] = {}
         self._watchers: dict[EnvKey, list[Callable[[], None]]] = {}
         self.ended: set[str] = set()  # nicknames of Jibris whose recording ended (single-use: spent)
@@ -153,6 +155,9 @@ class Hub:
             inbox.post(JibriSeen(observation))
         if change.freed:
             self.wake(key)
+        for label in change.also_freed:  # the same pod, free now in its other environments too
+            namespace, _, name = label.partition("/")
+            self.wake((namespace, name))
 
     def route_report(self, key: EnvKey, occupant: str, update: StatusUpdate) -> None:
         inbox = self._running_on.get((key, occupant))
@@ -176,15 +181,26 @@ class Hub:
 
     # -- waiting for capacity -----------------------------------------------------------
 
-    def wait(self, key: EnvKey, inbox: SessionInbox) -> None:
+    def wait(self, key: EnvKey, inbox: SessionInbox, mode: RecordingMode) -> None:
         """Post :class:`CapacityChanged` to ``inbox`` whenever ``key`` may have a Jibri for it."""
-        self._waiting.setdefault(key, {}).setdefault(inbox, None)
+        self._waiting.setdefault(key, {}).setdefault(inbox, mode)
 
     def unwait(self, key: EnvKey, inbox: SessionInbox) -> None:
         self._waiting.get(key, {}).pop(inbox, None)
 
-    def waiting(self, key: EnvKey) -> int:
-        return len(self._waiting.get(key, ()))
+    def waiting(self, key: EnvKey, modes: Collection[RecordingMode] | None = None) -> int:
+        """Sessions waiting for a Jibri in ``key`` (only those wanting one of ``modes``, if given)."""
+        waiting = self._waiting.get(key, {})
+        if modes is None:
+            return len(waiting)
+        return sum(1 for mode in waiting.values() if mode in modes)
+
+    def mark_unable(self, key: EnvKey, occupant: str, mode: RecordingMode) -> None:
+        """A Jibri refused ``mode`` for good; the environment's status shows it."""
+        self.registry.mark_unable(env_label(key), occupant, mode)
+        link = self.links.get(key)
+        if link is not None:
+            link.status_dirty.set()
 
     def wake(self, key: EnvKey) -> None:
         """Something changed in ``key`` that may let a waiting session start."""

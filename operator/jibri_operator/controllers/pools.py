@@ -24,7 +24,7 @@ from jibri_operator.api.conditions import now_rfc3339, set_condition
 from jibri_operator.api.constants import API_VERSION, KIND_POOL, PLURAL_ENVIRONMENT, PLURAL_POOL
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.secret import Secret
-from jibri_operator.api.types import BusyStatus, Health
+from jibri_operator.api.types import BusyStatus, Health, RecordingMode
 from jibri_operator.controllers.hub import EnvKey, Hub, env_label
 from jibri_operator.fleet.policy import Decision, PodState, PodView, PoolSpec, decide
 from jibri_operator.jibriconf.render import JibriEnvironment, Login, render_jibri_conf
@@ -154,6 +154,8 @@ class PoolRunner:
         finally:
             for unwatch in self._unwatch:
                 unwatch()
+            for name in self.states:
+                self.hub.registry.forget_pod(self._identity(name))
 
     async def reconcile(self) -> float:
         """One pass; returns how long the next one may wait without a poke."""
@@ -180,7 +182,8 @@ class PoolRunner:
             idle_target=int(spec.get("idleTarget", 1)),
             scale_down_delay=parse_duration(spec.get("scaleDownDelay") or "5m"),
         )
-        waiting = sum(self.hub.waiting(key) for key in self.env_keys)
+        modes = [RecordingMode(mode) for mode in spec.get("recordingModes") or ("file", "stream")]
+        waiting = sum(self.hub.waiting(key, modes) for key in self.env_keys)
         decision = decide(policy, views, waiting, self.hub.clock(), self.surplus_since)
         self.surplus_since = decision.surplus_since
         removed = await self._act(decision, pods)
@@ -239,13 +242,20 @@ class PoolRunner:
         user, _, domain = username.partition("@")
         return Login(domain or default_domain, user, Secret(values["password"].reveal()))
 
+    def _identity(self, pod_name: str) -> str:
+        return f"{self.namespace}/{pod_name}"
+
     def _views(self, pods: list[dict[str, Any]], single_use: bool) -> list[PodView]:
         now = self.hub.clock()
         views = []
         seen = set()
+        environments = [env_label(key) for key in self.env_keys]
+        modes = [RecordingMode(mode) for mode in self.body.spec.get("recordingModes") or ("file", "stream")]
         for pod in pods:
             name = pod["metadata"]["name"]
             seen.add(name)
+            # One pod, one Jibri in every brewery it joins, doing only what the pool offers.
+            self.hub.registry.declare_pod(self._identity(name), name, environments, modes)
             state = self._state(pod, single_use)
             previous = self.states.get(name)
             if previous is not None and previous[0] is PodState.BROKEN and state is PodState.STARTING:
@@ -258,6 +268,7 @@ class PoolRunner:
         for gone in set(self.states) - seen:
             del self.states[gone]
             self.hub.ended.discard(gone)
+            self.hub.registry.forget_pod(self._identity(gone))
         return views
 
     def _state(self, pod: Mapping[str, Any], single_use: bool) -> PodState:

@@ -55,9 +55,10 @@ import kopf
 
 from jibri_operator import metrics
 from jibri_operator.api.conditions import get_condition, now_rfc3339, set_condition
-from jibri_operator.api.constants import PLURAL_SESSION
+from jibri_operator.api.constants import PLURAL_ENVIRONMENT, PLURAL_SESSION
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.secret import Secret
+from jibri_operator.api.selectors import selector_matches
 from jibri_operator.api.types import BusyStatus, Dialect, FailureReason, Phase, RecordingMode, RecordingStatus
 from jibri_operator.controllers.hub import (
     BreweryLost,
@@ -127,7 +128,9 @@ class SessionRunner:
         self.name: str = body.metadata.name or ""
         self.uid: str = body.metadata.uid or ""
         self.status: dict[str, Any] = dict(body.get("status") or {})
-        self.env_key: EnvKey = (self.namespace, str(body.spec.get("environment", "")))
+        # An environment of another namespace only where its spec.allowedNamespaces says so.
+        env_namespace = str(body.spec.get("environmentNamespace") or self.namespace)
+        self.env_key: EnvKey = (env_namespace, str(body.spec.get("environment", "")))
         self.env = env_label(self.env_key)
         self.events: asyncio.Queue[object] = asyncio.Queue()
         self.current: Current | None = None
@@ -137,6 +140,7 @@ class SessionRunner:
         self.finished = asyncio.Event()
         self.stop_seen = False
         self.seen_at = hub.clock()
+        self.allowed_until = float("-inf")  # tenancy was checked and holds until then
 
     # -- the hub's side --------------------------------------------------------------
 
@@ -189,8 +193,14 @@ class SessionRunner:
 
     async def stop_for_deletion(self) -> None:
         """The object was marked for deletion while no daemon ran (e.g. during an operator
-        restart): kopf spawns no daemon for it, so stop whatever status says may be recording."""
+        restart): kopf spawns no daemon for it, so stop whatever status says may be recording.
+
+        The status is read afresh: the deletion event's copy may predate the end its daemon
+        has just written, and following it would send a second stop to a Jibri now idle."""
         self.deleting = True
+        latest = await self.hub.kube.get_custom(PLURAL_SESSION, self.namespace, self.name)
+        if latest is not None:
+            self.status = dict(latest.get("status") or {})
         await self.run(None)
 
     async def _watch_stopped(self, stopped: kopf.DaemonStopped) -> None:
@@ -283,7 +293,7 @@ class SessionRunner:
                         "StopUnconfirmed",
                         "deleted while the brewery was unreachable; the recording may need a manual stop",
                     )
-            self.hub.wait(self.env_key, self)
+            self.hub.wait(self.env_key, self, self.mode)
             await self._next_event(RECHECK if deadline is None else max(0.0, deadline - self.hub.clock()))
 
     async def _maybe_stop_while_unassigned(self) -> None:
@@ -304,6 +314,8 @@ class SessionRunner:
                     "MaxAttemptsReached",
                     f"{self.status.get('attempts')} Jibris failed to record this session",
                 )
+            if not await self._allowed():
+                continue
             link = self.hub.links.get(self.env_key)
             client = link.client if link is not None else None
             if link is None or client is None or not client.joined:
@@ -334,9 +346,17 @@ class SessionRunner:
                 choice = self.hub.registry.select(self.env, self.mode, self.uid, now, exclude=busy_this_round)
             if choice is None:
                 busy_this_round.clear()
-                await self._pending(
-                    "NoIdleJibri", f"no idle Jibri in environment {self.env_key[1]}; waiting for one"
-                )
+                registry = self.hub.registry
+                if registry.capable(self.env, self.mode) == 0 and registry.counts(self.env).total:
+                    await self._pending(
+                        "NoJibriForMode",
+                        f"no Jibri in environment {self.env_key[1]} can do {self.mode.value} recording;"
+                        " waiting for one that can",
+                    )
+                else:
+                    await self._pending(
+                        "NoIdleJibri", f"no idle Jibri in environment {self.env_key[1]}; waiting for one"
+                    )
                 continue
             outcome = await self._try_start(client, choice, request)
             if outcome is StartOutcome.BUSY:
@@ -354,12 +374,42 @@ class SessionRunner:
             )
             if reason != "NoIdleJibri" or self.status.get("attempts"):
                 await self._event(reason, message, warning=reason != "NoIdleJibri")
-        self.hub.wait(self.env_key, self)
+        self.hub.wait(self.env_key, self, self.mode)
         deadline = self.hub.registry.next_deadline(self.hub.clock())
         timeout = RECHECK if deadline is None else max(0.0, min(RECHECK, deadline - self.hub.clock()))
         # Any event may change the answer (capacity, a stop, a deletion): look again.
         await self._next_event(timeout)
         self.hub.unwait(self.env_key, self)
+
+    async def _allowed(self) -> bool:
+        """Tenancy: a session may use an environment of its own namespace, or of another whose
+        ``spec.allowedNamespaces`` selects the session's namespace (checked every RECHECK)."""
+        if self.env_key[0] == self.namespace or self.hub.clock() < self.allowed_until:
+            return True
+        environment = await self.hub.kube.get_custom(PLURAL_ENVIRONMENT, *self.env_key)
+        reason = message = ""
+        if environment is None:
+            reason = "EnvironmentNotFound"
+            message = f"XmppEnvironment {self.env_key[0]}/{self.env_key[1]} does not exist"
+        else:
+            selector = (environment.get("spec") or {}).get("allowedNamespaces")
+            labels = await self.hub.kube.namespace_labels(self.namespace)
+            try:
+                allowed = selector is not None and labels is not None and selector_matches(selector, labels)
+            except ValueError as error:
+                allowed, message = False, f"its spec.allowedNamespaces is invalid: {error}"
+            if not allowed:
+                reason = "EnvironmentNotAllowed"
+                message = (
+                    f"XmppEnvironment {self.env_key[0]}/{self.env_key[1]} does not allow sessions from"
+                    f" namespace {self.namespace} (its spec.allowedNamespaces"
+                    f" {'does not select it' if not message else message.partition(': ')[2]})"
+                )
+        if reason:
+            await self._pending_for(RECHECK, reason, message)
+            return False
+        self.allowed_until = self.hub.clock() + RECHECK
+        return True
 
     async def _start_request(self) -> StartRequest | None:
         """The start fields; the stream key is read now, at the last moment."""
@@ -408,13 +458,14 @@ class SessionRunner:
         )
         self.hub.attach(self.env_key, choice.occupant, self)
         labels = (self.namespace, self.env_key[1])
-        unconfirmed = False
+        unconfirmed = refused_mode = False
         try:
             reply = await client.start_recording(choice.occupant, request, choice.dialect)
             outcome = classify_start_reply(reply)
             detail = ""
             if isinstance(reply, StatusUpdate) and reply.failure_reason is not None:
                 detail = reply.failure_reason.value
+            refused_mode = outcome is StartOutcome.FAILED and isinstance(reply, StatusUpdate)
         except NotJoined:
             # Nothing was sent: not the Jibri's fault, and not an attempt. Wait for the brewery.
             self._release(choice.occupant)
@@ -444,6 +495,17 @@ class SessionRunner:
             await self.save(phase=Phase.PENDING.value, jibri=None, attempts=attempts)
             await self._event(
                 "BusyRetried", f"Jibri {choice.nickname} was taken by another controller; picking another"
+            )
+            return outcome
+        if refused_mode:
+            # "Not this mode, ever" (off/error without should_retry): learn it, try another Jibri.
+            # Not an attempt: the session did not fail, this Jibri just cannot do it.
+            self.hub.mark_unable(self.env_key, choice.occupant, self.mode)
+            await self.save(phase=Phase.PENDING.value, jibri=None, attempts=attempts)
+            await self._event(
+                "ModeRefused",
+                f"Jibri {choice.nickname} cannot do {self.mode.value} recording; trying another",
+                warning=True,
             )
             return outcome
         self.tried.add(choice.occupant)

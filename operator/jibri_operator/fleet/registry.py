@@ -7,7 +7,13 @@ so every rule below is tested exhaustively with hypothesis.
 Selection follows Jicofo and improves on it where a Kubernetes operator can:
 
 * only Jibris that are idle, healthy (or silent about health), in the
-  session's environment, and able to do the session's mode;
+  session's environment, and able to do the session's mode. What a Jibri can
+  do is known from three sources, in order: the pool that owns its pod
+  (:meth:`Registry.declare_pod`), the brewery it sits in (SIP gateways in the
+  SIP brewery only), and what it has refused (:meth:`Registry.mark_unable`);
+* a pool pod serving several environments is one Jibri seen in several
+  breweries: busy, unhealthy or reserved in one means unavailable in all, so
+  sessions of two environments never race for it;
 * never one reserved by another session of this operator: a reservation is
   taken at selection and held until the Jibri's busy presence arrives or the
   caller releases it (Jicofo only skips a Jibri picked in the last 200 ms);
@@ -24,7 +30,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from jibri_operator.api.types import BusyStatus, Dialect, Health, RecordingMode, dialect_supports
+from jibri_operator.api.types import (
+    BreweryKind,
+    BusyStatus,
+    Dialect,
+    Health,
+    RecordingMode,
+    brewery_serves,
+    dialect_supports,
+)
 
 FAILURE_BACKOFF: Final = 60.0
 RESERVATION_TTL: Final = 30.0
@@ -41,6 +55,7 @@ class Observation:
     health: Health
     dialect: Dialect
     present: bool = True
+    brewery: BreweryKind = BreweryKind.RECORDING
 
     @property
     def idle_and_healthy(self) -> bool:
@@ -55,6 +70,31 @@ class _Entry:
     last_failure: float | None = None
     avoid_until: float = 0.0
     last_picked: float = float("-inf")
+    unable: set[RecordingMode] = field(default_factory=set)  # modes it refused to start
+
+
+@dataclass(frozen=True)
+class ModeCounts:
+    """For one recording mode: Jibris that could take it now, that are busy, that cannot."""
+
+    idle: int = 0
+    busy: int = 0
+    unable: int = 0
+
+
+_Name = tuple[str, str, BreweryKind]
+
+
+def _name(observation: Observation) -> _Name:
+    return (observation.environment, observation.nickname, observation.brewery)
+
+
+@dataclass(frozen=True)
+class _Pod:
+    """What a pool declared about one of its pods."""
+
+    identity: str
+    modes: frozenset[RecordingMode] | None
 
 
 @dataclass(frozen=True)
@@ -70,10 +110,13 @@ class Counts:
 
 @dataclass(frozen=True)
 class Change:
-    """What one observation changed; ``freed`` means a session waiting here may now start."""
+    """What one observation changed; ``freed`` means a session waiting here may now start.
+
+    ``also_freed`` names other environments where the same pod became available."""
 
     freed: bool
     left: bool
+    also_freed: tuple[str, ...] = ()
 
 
 @dataclass
@@ -83,20 +126,34 @@ class Registry:
     failure_backoff: float = FAILURE_BACKOFF
     reservation_ttl: float = RESERVATION_TTL
     _entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
+    # A Jibri's name in one brewery: (environment, nickname, brewery kind). A pool finds its
+    # pods by name in O(1), and one pod is one name per brewery it sits in.
+    _by_nickname: dict[_Name, str] = field(default_factory=dict)  # -> occupant
+    _pods: dict[_Name, _Pod] = field(default_factory=dict)
+    _members: dict[str, set[_Name]] = field(default_factory=dict)  # identity -> its names
 
     # -- observing -------------------------------------------------------------
 
     def observe(self, observation: Observation, now: float) -> Change:
         key = (observation.environment, observation.occupant)
+        name = _name(observation)
         entry = self._entries.get(key)
+        siblings_before = self._siblings_available(name, now)
         if not observation.present:
             if entry is None:
                 return Change(freed=False, left=False)
             del self._entries[key]
-            return Change(freed=False, left=True)
+            if self._by_nickname.get(name) == observation.occupant:
+                del self._by_nickname[name]
+            return Change(freed=False, left=True, also_freed=self._newly_available(siblings_before, now))
         if entry is None:
-            self._entries[key] = _Entry(observation)
-            return Change(freed=observation.idle_and_healthy, left=False)
+            entry = self._entries[key] = _Entry(observation)
+            self._by_nickname[name] = observation.occupant
+            return Change(
+                freed=self._available(entry, now),
+                left=False,
+                also_freed=self._newly_available(siblings_before, now),
+            )
         was_available = self._available(entry, now)
         entry.observation = observation
         if observation.busy is BusyStatus.BUSY:
@@ -104,19 +161,93 @@ class Registry:
             entry.reserved_by = None
         elif observation.idle_and_healthy:
             entry.avoid_until = 0.0  # a new idle presence clears the recent-failure mark
-        return Change(freed=not was_available and self._available(entry, now), left=False)
+        return Change(
+            freed=not was_available and self._available(entry, now),
+            left=False,
+            also_freed=self._newly_available(siblings_before, now),
+        )
 
     def forget_environment(self, environment: str) -> None:
         for key in [key for key in self._entries if key[0] == environment]:
             del self._entries[key]
+        for name in [name for name in self._by_nickname if name[0] == environment]:
+            del self._by_nickname[name]
 
     def get(self, environment: str, occupant: str) -> Observation | None:
         entry = self._entries.get((environment, occupant))
         return entry.observation if entry is not None else None
 
-    def get_by_nickname(self, environment: str, nickname: str) -> Observation | None:
+    def get_by_nickname(
+        self, environment: str, nickname: str, brewery: BreweryKind = BreweryKind.RECORDING
+    ) -> Observation | None:
         """The Jibri called ``nickname`` in ``environment`` (a pool's pod name is its nickname)."""
-        return next((o for o in self.observations(environment) if o.nickname == nickname), None)
+        occupant = self._by_nickname.get((environment, nickname, brewery))
+        return self.get(environment, occupant) if occupant is not None else None
+
+    # -- what Jibris can do ------------------------------------------------------
+
+    def declare_pod(
+        self,
+        identity: str,
+        nickname: str,
+        environments: Iterable[str],
+        modes: Iterable[RecordingMode] | None = None,
+    ) -> None:
+        """A pool's pod: seen as ``nickname`` in each brewery of each of ``environments``, one
+        Jibri (``identity``), able to do ``modes`` (None: whatever its brewery and dialect allow)."""
+        self.forget_pod(identity)
+        pod = _Pod(identity, frozenset(modes) if modes is not None else None)
+        members = self._members[identity] = set()
+        for environment in environments:
+            for brewery in BreweryKind:
+                self._pods[(environment, nickname, brewery)] = pod
+                members.add((environment, nickname, brewery))
+
+    def forget_pod(self, identity: str) -> None:
+        for name in self._members.pop(identity, ()):
+            self._pods.pop(name, None)
+
+    def mark_unable(self, environment: str, occupant: str, mode: RecordingMode) -> None:
+        """The Jibri refused ``mode`` for good (off/error, no retry): never offer it that mode again."""
+        entry = self._entries.get((environment, occupant))
+        if entry is not None:
+            entry.unable.add(mode)
+
+    def can_do(self, observation: Observation, mode: RecordingMode) -> bool:
+        """Whether this Jibri can take ``mode`` at all, busy or not."""
+        entry = self._entries.get((observation.environment, observation.occupant))
+        return entry is not None and self._can_do(entry, mode)
+
+    def mode_counts(self, environment: str) -> dict[RecordingMode, ModeCounts]:
+        """Per mode: idle (selectable now, reservations aside), busy, and unable Jibris."""
+        result = {}
+        for mode in RecordingMode:
+            idle = busy = unable = 0
+            for (env, _), entry in self._entries.items():
+                if env != environment:
+                    continue
+                if not self._can_do(entry, mode):
+                    unable += 1
+                elif entry.observation.busy is BusyStatus.BUSY:
+                    busy += 1
+                elif entry.observation.idle_and_healthy:
+                    idle += 1
+            result[mode] = ModeCounts(idle, busy, unable)
+        return result
+
+    def capable(self, environment: str, mode: RecordingMode) -> int:
+        """How many Jibris in ``environment`` could ever take ``mode`` (busy or not)."""
+        return sum(
+            1 for (env, _), entry in self._entries.items() if env == environment and self._can_do(entry, mode)
+        )
+
+    def refusals(self, environment: str) -> dict[str, frozenset[RecordingMode]]:
+        """Nickname -> the modes that Jibri refused, for the environment's status."""
+        return {
+            entry.observation.nickname: frozenset(entry.unable)
+            for (env, _), entry in self._entries.items()
+            if env == environment and entry.unable
+        }
 
     def observations(self, environment: str | None = None) -> Iterator[Observation]:
         for (env, _), entry in self._entries.items():
@@ -151,9 +282,7 @@ class Registry:
         for (env, occupant), entry in self._entries.items():
             if env != environment or occupant in excluded:
                 continue
-            if not dialect_supports(entry.observation.dialect, mode) or not self._available(
-                entry, now, session
-            ):
+            if not self._can_do(entry, mode) or not self._available(entry, now, session):
                 continue
             rank = (
                 entry.last_failure if entry.last_failure is not None else float("-inf"),
@@ -174,9 +303,7 @@ class Registry:
         return sum(
             1
             for (env, _), entry in self._entries.items()
-            if env == environment
-            and dialect_supports(entry.observation.dialect, mode)
-            and self._available(entry, now)
+            if env == environment and self._can_do(entry, mode) and self._available(entry, now)
         )
 
     def claim(self, environment: str, occupant: str, holder: str, now: float) -> bool:
@@ -212,8 +339,58 @@ class Registry:
         ]
         return min(deadlines, default=None)
 
+    def _can_do(self, entry: _Entry, mode: RecordingMode) -> bool:
+        observation = entry.observation
+        pod = self._pods.get(_name(observation))
+        return (
+            dialect_supports(observation.dialect, mode)
+            and brewery_serves(observation.brewery, mode)
+            and (pod is None or pod.modes is None or mode in pod.modes)
+            and mode not in entry.unable
+        )
+
     def _available(self, entry: _Entry, now: float, session: str | None = None) -> bool:
-        if not entry.observation.idle_and_healthy or entry.avoid_until > now:
+        if not self._free(entry, now, session):
+            return False
+        own = _name(entry.observation)
+        pod = self._pods.get(own)
+        if pod is None:
+            return True
+        # The same pod seen from its other breweries must be free there too.
+        for name in self._members.get(pod.identity, ()):
+            if name == own:
+                continue
+            occupant = self._by_nickname.get(name)
+            sibling = self._entries.get((name[0], occupant)) if occupant is not None else None
+            if sibling is not None and not self._free(sibling, now, session, failures=False):
+                return False
+        return True
+
+    @staticmethod
+    def _free(entry: _Entry, now: float, session: str | None, failures: bool = True) -> bool:
+        if not entry.observation.idle_and_healthy or (failures and entry.avoid_until > now):
             return False
         reserved = entry.reserved_by is not None and entry.reserved_until > now
         return not reserved or entry.reserved_by == session
+
+    def _siblings_available(self, name: _Name, now: float) -> dict[_Name, bool]:
+        """Availability of the other environments' views of the pod called ``name``, if any."""
+        pod = self._pods.get(name)
+        if pod is None:
+            return {}
+        result = {}
+        for member in self._members.get(pod.identity, ()):
+            occupant = self._by_nickname.get(member)
+            entry = self._entries.get((member[0], occupant)) if occupant is not None else None
+            if member != name and entry is not None:
+                result[member] = self._available(entry, now)
+        return result
+
+    def _newly_available(self, before: dict[_Name, bool], now: float) -> tuple[str, ...]:
+        freed = []
+        for member, was in before.items():
+            occupant = self._by_nickname.get(member)
+            entry = self._entries.get((member[0], occupant)) if occupant is not None else None
+            if not was and entry is not None and self._available(entry, now) and member[0] not in freed:
+                freed.append(member[0])
+        return tuple(freed)

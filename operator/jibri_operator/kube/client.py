@@ -86,6 +86,16 @@ class Kube:
             raise
         return result
 
+    async def namespace_labels(self, name: str) -> dict[str, str] | None:
+        """A namespace's labels; None when it does not exist."""
+        try:
+            namespace = await self._call(self.core.read_namespace, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(namespace.metadata.labels or {})
+
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> bool:
         """Merge ``status`` into the object's status subresource. False when the object is gone."""
         try:
