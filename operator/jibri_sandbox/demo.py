@@ -194,7 +194,7 @@ class Demo:
                 "containers": [
                     {
                         "name": "jibri",
-                        "image": "jitsi/jibri:legacy",
+                        "image": "sandbox/jibri:legacy",  # a hand-run Jibri reading /etc/jitsi/jibri
                         "volumeMounts": [
                             {"name": "config", "mountPath": "/etc/jitsi/jibri", "readOnly": True}
                         ],
