@@ -195,7 +195,8 @@ class JibriRules:
     def minutes(cls, tree: ConfigTree, key: str, what: str) -> int:
         """``getDuration(key).toMinutes().toInt()``: whole minutes, truncated."""
         nanos = cls.duration_nanos(cls.value(tree, key, what), f"{what}.{key}")
-        return int(nanos / 60_000_000_000)
+        minutes = abs(nanos) // 60_000_000_000  # Duration.toMinutes() truncates toward zero
+        return minutes if nanos >= 0 else -minutes
 
 
 def parse_duration(value: Any, bare_unit: str, what: str) -> float:
