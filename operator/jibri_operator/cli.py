@@ -3,6 +3,9 @@
 ``jibri-operator run`` connects with ``--kubeconfig``, ``$KUBECONFIG``,
 ``~/.kube/config`` or the in-cluster service account, in that order, and
 watches one namespace (``-n``, repeatable) or all of them (``-A``, the default).
+``jibri-operator render-config POOL`` prints what that pool's pods would get: the
+rendered jibri.conf, the Jibri container's environment (secret values redacted
+unless ``--show-secrets``) and the pod.
 """
 
 from __future__ import annotations
@@ -46,7 +49,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="coordinate replicas through this kopf peering object (default: standalone)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    render = commands.add_parser(
+        "render-config", help="print the jibri.conf, environment and pod a JibriPool's pods would get"
+    )
+    render.add_argument("pool", help="the JibriPool's name")
+    render.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's)")
+    render.add_argument("--kubeconfig", help="path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
+    render.add_argument(
+        "--show-secrets", action="store_true", help="print the passwords instead of *** (careful)"
+    )
     return parser
+
+
+def render_config(args: argparse.Namespace) -> int:
+    from jibri_operator.controllers.pools import PoolProblem
+    from jibri_operator.controllers.preview import render_pool
+    from jibri_operator.kube.client import Kube, SecretMissing, context_namespace, load_config
+
+    namespace = args.namespace or context_namespace(args.kubeconfig)
+    kube = Kube(load_config(args.kubeconfig, connections=4))
+    try:
+        text = asyncio.run(render_pool(kube, namespace, args.pool, show_secrets=args.show_secrets))
+    except (PoolProblem, SecretMissing) as problem:
+        print(f"jibri-operator render-config: {problem}", file=sys.stderr)
+        return 1
+    finally:
+        kube.close()
+    sys.stdout.write(text)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "render-config":
+        return render_config(args)
     from jibri_operator.controllers.operator import OperatorOptions, run_operator
 
     logging.basicConfig(

@@ -194,7 +194,7 @@ class Demo:
                 "containers": [
                     {
                         "name": "jibri",
-                        "image": "jitsi/jibri:legacy",
+                        "image": "sandbox/jibri:legacy",  # a hand-run Jibri reading /etc/jitsi/jibri
                         "volumeMounts": [
                             {"name": "config", "mountPath": "/etc/jitsi/jibri", "readOnly": True}
                         ],
@@ -219,7 +219,7 @@ class Demo:
     def environment_manifest(self) -> str:
         xmpp = self.sandbox.xmpp
         documents = list(yaml.safe_load_all((ROOT / "examples" / "environment.yaml").read_text()))
-        login, jibri_login, environment = documents
+        login, jibri_login, recorder_login, environment = documents
         login["stringData"] = {"username": xmpp["control"]["jid"], "password": xmpp["control"]["password"]}
         jibri_login["stringData"] = {"username": xmpp["jibri"]["jid"], "password": xmpp["jibri"]["password"]}
         ca = {
@@ -235,7 +235,7 @@ class Demo:
         spec["controlLogin"].pop("domain", None)
         # The sandbox's Jibris verify nothing: their CA is the sandbox's own, not in any trust store.
         spec["jibri"]["trustAllCerts"] = True
-        return yaml.safe_dump_all([login, jibri_login, ca, environment])
+        return yaml.safe_dump_all([login, jibri_login, recorder_login, ca, environment])
 
     def connected(self) -> bool:
         if self.operator is not None and self.operator.poll() is not None:

@@ -126,6 +126,94 @@ def test_pool_bounds_are_checked(apiserver: RunningApiServer, cluster: Cluster) 
     assert "replicas.min must not exceed replicas.max" in result.stderr
 
 
+def environment(spec: str) -> str:
+    return textwrap.dedent(
+        """\
+        apiVersion: jibri.dev/v1alpha1
+        kind: XmppEnvironment
+        metadata: {name: bad-env, namespace: default}
+        spec:
+          server: {host: xmpp.example.com}
+          domain: meet.example.com
+          brewery: jibribrewery@internal.auth.meet.example.com
+          controlLogin: {secretRef: {name: login}}
+        """
+    ) + textwrap.indent(textwrap.dedent(spec), "  ")
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            "jibri: {controlLoginSecretRef: {name: j}}\n",
+            "spec.jibri.callLoginSecretRef: Required value: callLoginSecretRef is required where spec.jibri is set",
+        ),
+        (
+            "jibri: {callLoginSecretRef: {name: r}}\n",
+            "spec.jibri.controlLoginSecretRef: Required value",
+        ),
+        ("jibri: {}\n", "spec.jibri.callLoginSecretRef: Required value"),
+        (
+            "jibri: {controlLoginSecretRef: {name: j}, callLoginSecretRef: {name: r}, usageTimeout: 90s}\n",
+            "usageTimeout must be whole minutes",
+        ),
+        ("sipBrewery: not-a-jid\n", "spec.sipBrewery"),
+    ],
+)
+def test_invalid_environments_are_refused_with_the_field_named(
+    apiserver: RunningApiServer, cluster: Cluster, spec: str, expected: str
+) -> None:
+    result = kubectl(apiserver, "apply", "-f", "-", stdin=environment(spec))
+    assert result.returncode != 0
+    assert expected in " ".join(result.stderr.split()), result.stderr
+
+
+def test_a_pool_ready_environment_is_accepted_with_defaults(
+    apiserver: RunningApiServer, cluster: Cluster
+) -> None:
+    spec = (
+        "sipBrewery: jibrisipbrewery@internal.auth.meet.example.com\n"
+        "jibri: {controlLoginSecretRef: {name: j}, callLoginSecretRef: {name: r}, usageTimeout: 1.5h}\n"
+    )
+    created = kubectl(apiserver, "apply", "-f", "-", stdin=environment(spec).replace("bad-env", "good-env"))
+    assert created.returncode == 0, created.stderr
+    try:
+        jibri = kubectl(
+            apiserver, "get", "xmppenvironment", "good-env", "-o", "jsonpath={.spec.jibri}"
+        ).stdout
+        assert '"usernameKey":"username"' in jibri and '"passwordKey":"password"' in jibri
+    finally:
+        kubectl(apiserver, "delete", "xmppenvironment", "good-env", "--wait=false")
+
+
+@pytest.mark.parametrize(
+    ("delivery", "environments", "expected"),
+    [
+        ("{mode: env}", "[a, b]", "configDelivery.mode env serves exactly one environment"),
+        ("{mode: officialImage, path: /x/jibri.conf}", "[a]", "path is only used with mode mount"),
+        ("{mode: mount, path: relative/jibri.conf}", "[a]", "spec.configDelivery.path"),
+        ("{mode: film}", "[a]", 'spec.configDelivery.mode: Unsupported value: "film"'),
+    ],
+)
+def test_config_delivery_is_checked(
+    apiserver: RunningApiServer, cluster: Cluster, delivery: str, environments: str, expected: str
+) -> None:
+    pool = textwrap.dedent(
+        f"""\
+        apiVersion: jibri.dev/v1alpha1
+        kind: JibriPool
+        metadata: {{name: bad-delivery, namespace: default}}
+        spec:
+          environments: {environments}
+          template: {{spec: {{containers: [{{name: jibri, image: jitsi/jibri}}]}}}}
+          configDelivery: {delivery}
+        """
+    )
+    result = kubectl(apiserver, "apply", "-f", "-", stdin=pool)
+    assert result.returncode != 0
+    assert expected in " ".join(result.stderr.split()), result.stderr
+
+
 def test_category_lists_every_kind(apiserver: RunningApiServer, cluster: Cluster) -> None:
     result = kubectl(apiserver, "get", "jibri", "-A")
     assert result.returncode == 0, result.stderr

@@ -407,7 +407,7 @@ async def test_jibri_pod_joins_the_brewery(
             "containers": [
                 {
                     "name": "jibri",
-                    "image": "jitsi/jibri:stable-9753",
+                    "image": "sandbox/jibri:stable-9753",  # not the official image: no start-up step
                     "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                     "volumeMounts": [{"name": "config", "mountPath": "/etc/jitsi/jibri", "readOnly": True}],
                 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,15 @@ from jibri_sandbox.prosody import Prosody
 pytestmark = pytest.mark.e2e
 
 
+RECORDER_PASSWORD = "recorder-pw-5e0c1d"  # the simulated Jibri never logs in with it; only seen
+
+
 class World:
-    def __init__(self, cluster: Cluster, env: Environment, operator: OperatorProcess) -> None:
+    def __init__(
+        self, cluster: Cluster, env: Environment, operator: OperatorProcess, kubeconfig: Path, password: str
+    ) -> None:
         self.cluster, self.env, self.operator = cluster, env, operator
+        self.kubeconfig, self.jibri_password = kubeconfig, password
 
     def pool(self) -> dict[str, Any]:
         return self.cluster.get("jibripools", self.env.namespace, "recorders") or {}
@@ -65,12 +72,19 @@ async def world(
             await asyncio.to_thread(
                 cluster.create_secret, env.namespace, "jibri-login", {"username": jid, "password": password}
             )
-            jibri_settings = {"controlLoginSecretRef": {"name": "jibri-login"}, "trustAllCerts": True}
+            recorder = {"username": "recorder", "password": RECORDER_PASSWORD}
+            await asyncio.to_thread(cluster.create_secret, env.namespace, "recorder-login", recorder)
+            jibri_settings = {
+                "controlLoginSecretRef": {"name": "jibri-login"},
+                "callLoginSecretRef": {"name": "recorder-login"},
+                "trustAllCerts": True,
+                "usageTimeout": "4h",
+            }
             await asyncio.to_thread(
                 cluster.patch, "xmppenvironments", env.namespace, "meet", {"spec": {"jibri": jibri_settings}}
             )
             try:
-                yield World(cluster, env, operator)
+                yield World(cluster, env, operator, server.kubeconfig, password)
             except BaseException:
                 print("operator log:\n" + operator.tail(80))
                 raise
@@ -178,3 +192,58 @@ async def test_a_failed_pod_is_replaced(world: World) -> None:
         raise AssertionError(
             f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"
         ) from error
+
+
+@pytest.mark.parametrize(
+    ("delivery", "image"),
+    [({"mode": "env"}, "jitsi/jibri:stable"), ({"mode": "mount"}, "sandbox/jibri:stable")],
+)
+async def test_every_delivery_route_starts_a_jibri_that_records(
+    world: World, delivery: dict[str, str], image: str
+) -> None:
+    """The env route (the official image's own template from its variables) and mount (the file
+    where a Jibri reads it) bring a pod's Jibri into the brewery as the pod's name, and it records."""
+    env = world.env
+    pool = pool_body(replicas={"min": 1, "max": 1}, configDelivery=delivery)
+    pool["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    await asyncio.to_thread(world.cluster.create, "jibripools", env.namespace, pool)
+    try:
+        await eventually(lambda: world.status().get("idle") == 1, 30, "one warm Jibri")
+        env.session("via-route")
+        session = await env.wait_phase("via-route", "Recording", timeout=30)
+        assert session["status"]["jibri"]["nickname"] in world.pods()
+    except (AssertionError, TimeoutError) as error:
+        raise AssertionError(
+            f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"
+        ) from error
+
+
+async def test_passwords_stay_in_their_secrets(world: World) -> None:
+    """No password in the pod spec, the pool's status, an Event or the operator's log; render-config
+    redacts them unless --show-secrets."""
+    env = world.env
+    await asyncio.to_thread(world.cluster.create, "jibripools", env.namespace, pool_body())
+    await eventually(lambda: world.status().get("idle") == 1, 30, "one warm Jibri")
+    secrets = (world.jibri_password, RECORDER_PASSWORD)
+    (pod,) = world.pods().values()
+    seen = [
+        str(world.cluster.core.api_client.sanitize_for_serialization(pod)),
+        str(world.pool()),
+        str([(event.reason, event.message) for event in world.cluster.events(env.namespace)]),
+        world.operator.tail(10_000),
+    ]
+    for text in seen:
+        assert not any(secret in text for secret in secrets)
+    command = [
+        sys.executable, "-m", "jibri_operator.cli", "render-config", "recorders",
+        "-n", env.namespace, "--kubeconfig", str(world.kubeconfig),
+    ]  # fmt: skip
+    redacted = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+    assert redacted.returncode == 0, redacted.stderr
+    assert "JIBRI_XMPP_PASSWORD=***" in redacted.stdout
+    assert not any(secret in redacted.stdout for secret in secrets)
+    shown = await asyncio.to_thread(
+        subprocess.run, [*command, "--show-secrets"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert all(secret in shown.stdout for secret in secrets)

@@ -1,6 +1,10 @@
-"""jibri.conf parsing: a real Jibri's layout, HOCON durations, the sandbox block, and the round trip."""
+"""jibri.conf parsing by a real Jibri's rules (jibri_sandbox.jibri.config.JibriRules): its layout,
+required keys, Typesafe durations, environment substitution, the sandbox block, and the round trip."""
 
 from __future__ import annotations
+
+import os
+from unittest import mock
 
 import pytest
 
@@ -44,7 +48,7 @@ jibri {
             password = "recorder-pass"
           }
           strip-from-room-domain = "conference."
-          usage-timeout = 30
+          usage-timeout = "30 minutes"
           trust-all-xmpp-certs = true
         }
       ]
@@ -66,7 +70,7 @@ def test_reads_a_real_jibri_conf() -> None:
     assert env.control_login.password == Secret("jibri-pass")
     assert env.call_login is not None and env.call_login.username == "recorder"
     assert env.strip_from_room_domain == "conference."
-    assert env.usage_timeout == 30 * 60  # a bare number is minutes, as in Jibri
+    assert env.usage_timeout == 30 * 60
     assert env.trust_all_xmpp_certs
     assert config.sandbox == SandboxSettings()  # a real file has no sandbox block
 
@@ -86,18 +90,79 @@ def test_default_port_is_5222() -> None:
     ("value", "seconds"),
     [
         ("0", None),
-        ("30 seconds", 30.0),
+        ("240", None),  # a bare number is milliseconds: 240 ms is 0 minutes, no limit at all
+        ('"240"', None),  # so is a string without a unit
+        ("1500 ms", None),
+        ("30 seconds", None),  # toMinutes() truncates
+        ("90 seconds", 60.0),
         ('"2 minutes"', 120.0),
-        ("1500 ms", 1.5),
+        ("240 minutes", 240 * 60.0),
+        ("1.5 h", 90 * 60.0),
         ("1h", 3600.0),
-        ("2", 120.0),
+        ("2 days", 2 * 86400.0),
+        ("5 minute", 300.0),  # a long unit without its s is allowed
+        ("300000", 300.0),  # 300 000 ms
     ],
 )
-def test_usage_timeout_accepts_minutes_and_durations(value: str, seconds: float | None) -> None:
+def test_usage_timeout_is_a_typesafe_duration_read_in_whole_minutes(
+    value: str, seconds: float | None
+) -> None:
     [env] = parse_jibri_conf(
-        REAL_JIBRI_CONF.replace("usage-timeout = 30", f"usage-timeout = {value}")
+        REAL_JIBRI_CONF.replace('usage-timeout = "30 minutes"', f"usage-timeout = {value}")
     ).environments
     assert env.usage_timeout == seconds
+
+
+@pytest.mark.parametrize("value", ["2 weeks", "1 mo", "5 Minutes", "soon", "true", "minutes", "{}"])
+def test_usage_timeout_refuses_what_get_duration_refuses(value: str) -> None:
+    with pytest.raises(JibriConfigError, match="usage-timeout"):
+        parse_jibri_conf(REAL_JIBRI_CONF.replace('usage-timeout = "30 minutes"', f"usage-timeout = {value}"))
+
+
+def test_substitutions_fall_back_to_the_environment() -> None:
+    text = REAL_JIBRI_CONF.replace('nickname = "jibri-nickname"', "nickname = ${POD_NAME}").replace(
+        'id = "jibri-7"', "id = ${POD_NAME}"
+    )
+    with mock.patch.dict(os.environ, {"POD_NAME": "pool-x1"}):
+        config = parse_jibri_conf(text)
+    assert config.id == "pool-x1" and config.environments[0].control_muc.nickname == "pool-x1"
+    with mock.patch.dict(os.environ, {"POD_NAME": "from-env"}):
+        in_file = parse_jibri_conf('POD_NAME = "from-file"\n' + text)
+    assert in_file.id == "from-file", "the file wins over the environment"
+
+
+def test_an_unset_substitution_is_named() -> None:
+    text = REAL_JIBRI_CONF.replace('password = "jibri-pass"', "password = ${JIBRI_PASS_UNSET}")
+    with (
+        mock.patch.dict(os.environ, {}, clear=True),
+        pytest.raises(JibriConfigError, match="JIBRI_PASS_UNSET"),
+    ):
+        parse_jibri_conf(text)
+    optional = text.replace("${JIBRI_PASS_UNSET}", "${?JIBRI_PASS_UNSET}")
+    with (
+        mock.patch.dict(os.environ, {}, clear=True),
+        pytest.raises(JibriConfigError, match=r"control-login\.password"),
+    ):
+        parse_jibri_conf(optional)  # ${?X} unset leaves the key unset: a required key missing
+    with mock.patch.dict(os.environ, {"JIBRI_PASS_UNSET": "from-env"}):
+        [env] = parse_jibri_conf(optional).environments
+    assert env.control_login.password.reveal() == "from-env"
+
+
+def test_sip_control_muc_is_the_one_optional_block() -> None:
+    [plain] = parse_jibri_conf(REAL_JIBRI_CONF).environments
+    assert plain.sip_control_muc is None
+    text = REAL_JIBRI_CONF.replace(
+        "call-login {",
+        'sip-control-muc { domain = "internal.auth.domain", room-name = "JibriSipBrewery", nickname = "n" }\n'
+        "call-login {",
+    )
+    [env] = parse_jibri_conf(text).environments
+    assert (
+        env.sip_control_muc is not None and env.sip_control_muc.room == "JibriSipBrewery@internal.auth.domain"
+    )
+    with pytest.raises(JibriConfigError, match=r"sip-control-muc\.nickname"):
+        parse_jibri_conf(text.replace(', nickname = "n"', ""))
 
 
 def test_sandbox_block() -> None:
@@ -130,7 +195,20 @@ def test_sandbox_block() -> None:
             ('xmpp-server-hosts = ["prod-xmpp-1.jitsi.net", "prod-xmpp-2.jitsi.net:5333"]', ""),
             "xmpp-server-hosts",
         ),
-        (("usage-timeout = 30", "usage-timeout = soon"), "usage-timeout"),
+        (('usage-timeout = "30 minutes"', ""), "usage-timeout: No configuration setting found"),
+        (("call-login {", "call-login-typo {"), "call-login: No configuration setting found"),
+        (('password = "recorder-pass"', ""), "call-login.password: No configuration setting found"),
+        (('strip-from-room-domain = "conference."', ""), "strip-from-room-domain"),
+        (("trust-all-xmpp-certs = true", ""), "trust-all-xmpp-certs: No configuration setting found"),
+        (('name = "prod environment"', ""), r"environments\[0\]\.name"),
+        (
+            (
+                'xmpp-server-hosts = ["prod-xmpp-1.jitsi.net", "prod-xmpp-2.jitsi.net:5333"]',
+                'xmpp-server-hosts = "x"',
+            ),
+            "xmpp-server-hosts: has type str rather than LIST",
+        ),
+        (('xmpp-domain = "xmpp.domain.name"', "xmpp-domain = null"), "xmpp-domain: is set to null"),
         (("trust-all-xmpp-certs = true", "trust-all-xmpp-certs = 3"), "trust-all-xmpp-certs"),
         (("port = 6222", "port = 99999"), "port"),
     ],
@@ -155,7 +233,7 @@ def test_render_round_trips() -> None:
             nickname="jibri-0",
             jid="jibri@localhost",
             password='p"w\\d',
-            usage_timeout=90,
+            usage_timeout=120,
         ),
         sandbox_environment(
             server=("127.0.0.1", 40000),
@@ -185,5 +263,6 @@ def test_render_round_trips() -> None:
 def test_parse_duration_units() -> None:
     assert parse_duration(100, "ms", "x") == pytest.approx(0.1)
     assert parse_duration("2 days", "ms", "x") == 172800
+    assert parse_duration("250 milliseconds", "ms", "x") == pytest.approx(0.25)
     with pytest.raises(JibriConfigError):
         parse_duration(True, "ms", "x")

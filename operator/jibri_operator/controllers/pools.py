@@ -1,6 +1,8 @@
 """JibriPool: the pods of a pool, scaled on idle headroom, never by killing a recording.
 
-A kopf daemon per pool renders the pool's jibri.conf into a Secret it owns,
+A kopf daemon per pool renders the pool's jibri.conf into a Secret it owns
+(``jibriconf.render``; it names the passwords as variables, never holds them),
+delivers it to each pod the way ``spec.configDelivery`` says (``jibriconf.delivery``),
 reads its pods and what the breweries say of each (the pod's name is its
 Jibri's nickname), asks ``fleet.policy.decide`` what to do, and does it:
 creates pods from ``spec.template``, or removes idle ones. Before removing a
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import kopf
@@ -23,18 +25,22 @@ import kopf
 from jibri_operator.api.conditions import now_rfc3339, set_condition
 from jibri_operator.api.constants import API_VERSION, KIND_POOL, PLURAL_ENVIRONMENT, PLURAL_POOL
 from jibri_operator.api.durations import parse_duration
-from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import BusyStatus, Health, RecordingMode
 from jibri_operator.controllers.hub import EnvKey, Hub, env_label
 from jibri_operator.fleet.policy import Decision, PodState, PodView, PoolSpec, decide
-from jibri_operator.jibriconf.render import JibriEnvironment, Login, render_jibri_conf
-from jibri_operator.kube.client import SecretMissing
+from jibri_operator.jibriconf.delivery import (
+    CONF_KEY,
+    DeliveryProblem,
+    check_rendered,
+    delivery_mode,
+    jibri_pod_spec,
+)
+from jibri_operator.jibriconf.render import JibriEnvironment, Login, Muc, SecretKeyRef, render_jibri_conf
+from jibri_operator.kube.client import Kube, SecretMissing
 
 log = logging.getLogger(__name__)
 
 POOL_LABEL: Final = "jibri.dev/pool"
-CONF_KEY: Final = "jibri.conf"
-CONF_DIR: Final = "/etc/jitsi/jibri"  # where Jibri images read jibri.conf
 RECHECK: Final = 10.0
 STARTUP_GRACE: Final = 300.0  # a pod whose Jibri has not joined by then will not: replace it
 
@@ -70,42 +76,84 @@ def conf_secret_name(pool_name: str) -> str:
     return f"{pool_name}-jibri-conf"
 
 
-def build_pod(pool: Mapping[str, Any]) -> dict[str, Any]:
-    """A pod from ``spec.template``, with the rendered jibri.conf mounted and POD_NAME set.
-
-    The Jibri container is the one named ``jibri``, else the first whose image says
-    jibri, else the first container.
-    """
+def build_pod(pool: Mapping[str, Any], environments: Sequence[JibriEnvironment]) -> dict[str, Any]:
+    """A pod from ``spec.template``, its Jibri container given its jibri.conf the way
+    ``spec.configDelivery`` says (see ``jibriconf.delivery``), owned and labelled by the pool."""
     name = pool["metadata"]["name"]
-    template = copy.deepcopy(dict(pool["spec"].get("template") or {}))
+    spec = pool["spec"]
+    template = copy.deepcopy(dict(spec.get("template") or {}))
     metadata = dict(template.get("metadata") or {})
-    spec = dict(template.get("spec") or {})
-    containers = [dict(container) for container in spec.get("containers") or []]
-    if not containers:
-        raise PoolProblem("spec.template.spec.containers is empty")
-    index = next(
-        (i for i, c in enumerate(containers) if c.get("name") == "jibri"),
-        next((i for i, c in enumerate(containers) if "jibri" in str(c.get("image", ""))), 0),
-    )
-    jibri = containers[index]
-    jibri["env"] = [
-        *(env for env in jibri.get("env") or [] if env.get("name") != "POD_NAME"),
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-    ]
-    jibri["volumeMounts"] = [
-        *(jibri.get("volumeMounts") or []),
-        {"name": "jibri-conf", "mountPath": CONF_DIR, "readOnly": True},
-    ]
-    spec["containers"] = containers
-    spec["volumes"] = [
-        *(spec.get("volumes") or []),
-        {"name": "jibri-conf", "secret": {"secretName": conf_secret_name(name)}},
-    ]
+    try:
+        pod_spec = jibri_pod_spec(
+            dict(template.get("spec") or {}),
+            environments,
+            delivery_mode(spec),
+            conf_secret_name(name),
+            mount_path=(spec.get("configDelivery") or {}).get("path"),
+            single_use=bool(spec.get("singleUse")),
+        )
+    except DeliveryProblem as problem:
+        raise PoolProblem(str(problem)) from None
     metadata["generateName"] = f"{name}-"
     metadata.pop("name", None)
     metadata["labels"] = {**(metadata.get("labels") or {}), **pool_labels(name)}
     metadata["ownerReferences"] = [owner_reference(pool)]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+
+
+# -- what the environments ask of a pool's Jibris ---------------------------------------------
+
+
+async def pool_environments(kube: Kube, namespace: str, names: Sequence[str]) -> list[JibriEnvironment]:
+    """The XmppEnvironments a pool serves, as its jibri.conf renders them (usernames read
+    from their Secrets; passwords only checked to exist, never read into the file)."""
+    environments = []
+    for name in names:
+        environment = await kube.get_custom(PLURAL_ENVIRONMENT, namespace, name)
+        if environment is None:
+            raise PoolProblem(f"XmppEnvironment {name} not found")
+        environments.append(await jibri_environment(kube, (namespace, name), environment["spec"]))
+    if not environments:
+        raise PoolProblem("spec.environments is empty")
+    return environments
+
+
+async def jibri_environment(kube: Kube, key: EnvKey, spec: Mapping[str, Any]) -> JibriEnvironment:
+    jibri = spec.get("jibri") or {}
+    control_ref, call_ref = jibri.get("controlLoginSecretRef"), jibri.get("callLoginSecretRef")
+    if not control_ref or not call_ref:  # the CRD's rules require both where spec.jibri is set
+        raise PoolProblem(
+            f"XmppEnvironment {key[1]} needs spec.jibri.controlLoginSecretRef and "
+            "spec.jibri.callLoginSecretRef for a pool's Jibris"
+        )
+    control_domain = (spec.get("controlLogin") or {}).get("domain") or spec["domain"]
+    control = await _login(kube, key[0], control_ref, control_domain)
+    call = await _login(kube, key[0], call_ref, jibri.get("callLoginDomain") or f"recorder.{spec['domain']}")
+    room, _, muc_domain = str(spec["brewery"]).partition("@")
+    sip_brewery = spec.get("sipBrewery")
+    sip_room, _, sip_domain = str(sip_brewery or "").partition("@")
+    server = spec.get("server") or {}
+    timeout = parse_duration(jibri.get("usageTimeout") or "0s")
+    return JibriEnvironment(
+        name=env_label(key),
+        server_hosts=(f"{server.get('host')}:{server.get('port', 5222)}",),
+        xmpp_domain=spec["domain"],
+        control_muc=Muc(jibri.get("controlMucDomain") or muc_domain, room),
+        control_login=control,
+        call_login=call,
+        sip_control_muc=Muc(sip_domain, sip_room) if sip_brewery else None,
+        strip_from_room_domain=jibri.get("stripFromRoomDomain", "conference."),
+        usage_timeout_minutes=int(timeout // 60),  # the CRD allows whole minutes only
+        trust_all_certs=bool(jibri.get("trustAllCerts", False)),
+    )
+
+
+async def _login(kube: Kube, namespace: str, ref: Mapping[str, Any], default_domain: str) -> Login:
+    """The username from the Secret (a local part or a bare JID); the password stays there."""
+    user_key, password_key = ref.get("usernameKey", "username"), ref.get("passwordKey", "password")
+    values = await kube.read_secret_keys(namespace, ref["name"], [user_key, password_key])
+    user, _, domain = values[user_key].reveal().partition("@")
+    return Login(domain or default_domain, user, SecretKeyRef(ref["name"], password_key))
 
 
 # -- the runner -----------------------------------------------------------------------------
@@ -130,6 +178,7 @@ class PoolRunner:
         self._last_status: dict[str, Any] | None = None
         self.generation: Any = None
         self._rendered: Any = None  # the generation whose jibri.conf is in the Secret
+        self._environments: list[JibriEnvironment] = []  # as last rendered: what new pods get
         self._rendered_at = float("-inf")
 
     @property
@@ -195,52 +244,21 @@ class PoolRunner:
     # -- pieces ----------------------------------------------------------------------------
 
     async def _render_conf(self, spec: Any) -> None:
-        environments = []
-        for key in self.env_keys:
-            environment = await self.hub.kube.get_custom(PLURAL_ENVIRONMENT, *key)
-            if environment is None:
-                raise PoolProblem(f"XmppEnvironment {key[1]} not found")
-            environments.append(await self._jibri_environment(key, environment["spec"]))
-        if not environments:
-            raise PoolProblem("spec.environments is empty")
+        names = [str(name) for name in spec.get("environments") or []]
+        environments = await pool_environments(self.hub.kube, self.namespace, names)
         text = render_jibri_conf(environments, single_use=bool(spec.get("singleUse")))
+        try:
+            check_rendered(delivery_mode(spec), text)
+        except DeliveryProblem as problem:
+            raise PoolProblem(str(problem)) from None
+        build_pod(self.body, environments)  # a pod that cannot be built is a problem to report now
         owner = owner_reference(self.body)
         changed = await self.hub.kube.ensure_secret(
-            self.namespace, conf_secret_name(self.name), {"jibri.conf": text}, owner, pool_labels(self.name)
+            self.namespace, conf_secret_name(self.name), {CONF_KEY: text}, owner, pool_labels(self.name)
         )
+        self._environments = environments
         if changed:
             self.logger.info("rendered jibri.conf for %d environment(s)", len(environments))
-
-    async def _jibri_environment(self, key: EnvKey, spec: Mapping[str, Any]) -> JibriEnvironment:
-        jibri = spec.get("jibri") or {}
-        ref = jibri.get("controlLoginSecretRef")
-        if not ref:
-            raise PoolProblem(f"XmppEnvironment {key[1]} has no spec.jibri.controlLoginSecretRef for Jibris")
-        domain_default = (spec.get("controlLogin") or {}).get("domain") or spec["domain"]
-        control = await self._login(key[0], ref["name"], domain_default)
-        call_ref = jibri.get("callLoginSecretRef")
-        call = await self._login(key[0], call_ref["name"], domain_default) if call_ref else None
-        room, _, muc_domain = str(spec["brewery"]).partition("@")
-        server = spec.get("server") or {}
-        timeout = parse_duration(jibri.get("usageTimeout") or "0s")
-        return JibriEnvironment(
-            name=env_label(key),
-            server_hosts=(f"{server.get('host')}:{server.get('port', 5222)}",),
-            xmpp_domain=spec["domain"],
-            control_muc_domain=jibri.get("controlMucDomain") or muc_domain,
-            control_muc_room=room,
-            control_login=control,
-            call_login=call,
-            strip_from_room_domain=jibri.get("stripFromRoomDomain", "conference."),
-            usage_timeout_minutes=timeout / 60,
-            trust_all_certs=bool(jibri.get("trustAllCerts", False)),
-        )
-
-    async def _login(self, namespace: str, secret: str, default_domain: str) -> Login:
-        values = await self.hub.kube.read_secret_keys(namespace, secret, ["username", "password"])
-        username = values["username"].reveal()
-        user, _, domain = username.partition("@")
-        return Login(domain or default_domain, user, Secret(values["password"].reveal()))
 
     def _identity(self, pod_name: str) -> str:
         return f"{self.namespace}/{pod_name}"
@@ -291,7 +309,7 @@ class PoolRunner:
 
     async def _act(self, decision: Decision, pods: list[dict[str, Any]]) -> list[str]:
         for _ in range(decision.create):
-            created = await self.hub.kube.create_pod(self.namespace, build_pod(self.body))
+            created = await self.hub.kube.create_pod(self.namespace, build_pod(self.body, self._environments))
             kopf.info(self.body, reason="ScaledUp", message=f"created {created}: {decision.reason}")
         by_name = {pod["metadata"]["name"]: pod for pod in pods}
         removed = []

@@ -42,6 +42,15 @@ def load_config(kubeconfig: str | None = None, connections: int = 32) -> kuberne
     return kubernetes.client.ApiClient(configuration)
 
 
+def context_namespace(kubeconfig: str | None = None) -> str:
+    """The current kubeconfig context's namespace, as kubectl takes it; "default" without one."""
+    try:
+        _, current = kubernetes.config.list_kube_config_contexts(kubeconfig or os.environ.get("KUBECONFIG"))
+    except Exception:  # no kubeconfig (in-cluster) or an unreadable one: the API call will say more
+        return "default"
+    return str((current.get("context") or {}).get("namespace") or "default")
+
+
 class Kube:
     """The operator's calls to the Kubernetes API."""
 
@@ -49,6 +58,9 @@ class Kube:
         self.api_client = api_client
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
+
+    def close(self) -> None:
+        self.api_client.close()
 
     async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))

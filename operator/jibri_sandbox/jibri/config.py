@@ -1,25 +1,30 @@
 """Read (and, for the sandbox, write) a real Jibri's ``jibri.conf``.
 
-The simulated Jibri reads the same HOCON file a real Jibri reads, so a config
-rendered for a pool is exercised end to end. Only the parts the control
-protocol needs are modelled: ``jibri.api.xmpp.environments`` and
-``jibri.single-use-mode``. Sandbox-only behaviour (dialect, health, faults)
-lives under ``jibri.sandbox``, which a real Jibri ignores.
+The simulated Jibri reads the same HOCON file a real Jibri reads, and by a real
+Jibri's rules (:class:`JibriRules`), so a config rendered for a pool that a real
+Jibri would refuse or misread fails here too. Only the parts the control
+protocol needs are modelled: ``jibri.id``, ``jibri.single-use-mode`` and
+``jibri.api.xmpp.environments``. Sandbox-only behaviour (dialect, health,
+faults) lives under ``jibri.sandbox``, which a real Jibri ignores.
 
 Passwords are held as :class:`Secret`, so no repr or log line can show them.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import pyhocon.config_parser
 from pyhocon import ConfigFactory, ConfigTree
+from pyhocon.exceptions import ConfigSubstitutionException
+from pyparsing import NoMatch
 
 from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import Dialect, RecordingMode
@@ -33,43 +38,176 @@ class JibriConfigError(ValueError):
 
 
 # ---------------------------------------------------------------------------
-# Durations
+# Jibri's reading rules
 
-_UNITS: Final = {
-    "ns": 1e-9, "nano": 1e-9, "nanos": 1e-9, "nanosecond": 1e-9, "nanoseconds": 1e-9,
-    "us": 1e-6, "micro": 1e-6, "micros": 1e-6, "microsecond": 1e-6, "microseconds": 1e-6,
-    "ms": 1e-3, "milli": 1e-3, "millis": 1e-3, "millisecond": 1e-3, "milliseconds": 1e-3,
-    "s": 1.0, "second": 1.0, "seconds": 1.0,
-    "m": 60.0, "minute": 60.0, "minutes": 60.0,
-    "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
-    "d": 86400.0, "day": 86400.0, "days": 86400.0,
-}  # fmt: skip
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+class JibriRules:
+    """How a real Jibri reads jibri.conf, in one place; every reading below goes through it.
+
+    Sources (read, not guessed):
+
+    - jitsi/jibri ``src/main/kotlin/org/jitsi/jibri/config/JibriConfig.kt`` and
+      ``src/main/kotlin/org/jitsi/jibri/api/xmpp/XmppEnvironment.kt``:
+      ``Config.toXmppEnvironment()`` reads every key of an environment with
+      ``getString``/``getStringList``/``getConfig``/``getBoolean``/``getDuration`` and no
+      ``hasPath`` check, except ``sip-control-muc``. A missing key therefore fails the
+      start (Typesafe's ``ConfigException.Missing``); ``call-login`` is as required as
+      ``control-login``. ``usage-timeout`` is ``getDuration(...).toMinutes().toInt()``.
+    - jitsi/jibri ``src/main/resources/reference.conf``: the only defaults. ``jibri.id = ""``,
+      ``single-use-mode = false``, ``environments = []``; nothing inside an environment.
+    - jitsi/jibri ``src/main/kotlin/org/jitsi/jibri/config/Config.kt``: the file is loaded
+      with ``ConfigFactory.load()``, whose ``resolve()`` falls back to environment
+      variables for ``${VAR}`` not set in the file; ``${?VAR}`` leaves the key unset.
+    - Typesafe Config (lightbend/config ``HOCON.md``, "Duration format", and
+      ``SimpleConfig.parseDuration``): a number, or a string without a unit, is
+      **milliseconds**; units are case-sensitive ``ns us ms s m h d`` and their long
+      forms; a string ``"yes"``/``"on"``... converts to a boolean; numbers and booleans
+      convert to strings.
+
+    pyhocon, the parser used here, would turn an unquoted ``30 seconds`` into a
+    timedelta itself (and accept weeks and months, which ``getDuration`` refuses): that
+    grammar is switched off while parsing, so durations reach :meth:`duration` as text.
+    """
+
+    MISSING: Final = object()
+    _UNITS: Final = {
+        "": 1_000_000, "ms": 1_000_000, "millis": 1_000_000, "milliseconds": 1_000_000,
+        "us": 1_000, "micros": 1_000, "microseconds": 1_000,
+        "ns": 1, "nanos": 1, "nanoseconds": 1,
+        "d": 86_400 * 10**9, "days": 86_400 * 10**9,
+        "h": 3_600 * 10**9, "hours": 3_600 * 10**9,
+        "s": 10**9, "seconds": 10**9,
+        "m": 60 * 10**9, "minutes": 60 * 10**9,
+    }  # fmt: skip
+    _BOOLEANS: Final = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+    _parse_lock = threading.Lock()
+
+    @classmethod
+    def parse(cls, text: str) -> ConfigTree:
+        """HOCON to a tree, substitutions resolved from the file, then the environment."""
+        try:
+            with cls._durations_as_text():
+                root = ConfigFactory.parse_string(text)
+        except ConfigSubstitutionException as error:
+            variable = re.search(r"\$\{[^}]*\}", str(error))
+            name = variable.group(0) if variable else "a substitution"
+            raise JibriConfigError(
+                f"jibri.conf: {name} is set neither in the file nor in the environment"
+            ) from None
+        except Exception as error:
+            raise JibriConfigError(f"jibri.conf is not valid HOCON: {type(error).__name__}") from None
+        if not isinstance(root, ConfigTree):
+            raise JibriConfigError("jibri.conf: expected an object at the top")
+        return root
+
+    @classmethod
+    @contextmanager
+    def _durations_as_text(cls) -> Iterator[None]:
+        with cls._parse_lock:
+            original = pyhocon.config_parser.get_period_expr
+            pyhocon.config_parser.get_period_expr = NoMatch
+            try:
+                yield
+            finally:
+                pyhocon.config_parser.get_period_expr = original
+
+    @classmethod
+    def value(cls, tree: ConfigTree, key: str, what: str) -> Any:
+        """The value at ``key``; Jibri's start fails on a missing or null one."""
+        value = tree.get(key, cls.MISSING)
+        if value is cls.MISSING:
+            raise JibriConfigError(
+                f"{what}.{key}: No configuration setting found (a real Jibri would not start)"
+            )
+        if value is None:
+            raise JibriConfigError(f"{what}.{key}: is set to null")
+        return value
+
+    @classmethod
+    def has_path(cls, tree: ConfigTree, key: str) -> bool:
+        return tree.get(key, None) is not None
+
+    @classmethod
+    def string(cls, tree: ConfigTree, key: str, what: str) -> str:
+        """``getString``: numbers and booleans convert; objects and lists do not. "" is a value."""
+        return cls._as_string(cls.value(tree, key, what), f"{what}.{key}")
+
+    @classmethod
+    def _as_string(cls, value: Any, what: str) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | int | float):
+            return str(value)
+        raise JibriConfigError(f"{what}: has type {type(value).__name__} rather than STRING")
+
+    @classmethod
+    def string_list(cls, tree: ConfigTree, key: str, what: str) -> list[str]:
+        """``getStringList``: a list (a lone string is not one) of strings."""
+        value = cls.value(tree, key, what)
+        if not isinstance(value, list):
+            raise JibriConfigError(f"{what}.{key}: has type {type(value).__name__} rather than LIST")
+        return [cls._as_string(item, f"{what}.{key}[{i}]") for i, item in enumerate(value)]
+
+    @classmethod
+    def config(cls, tree: ConfigTree, key: str, what: str) -> ConfigTree:
+        """``getConfig``: an object."""
+        value = cls.value(tree, key, what)
+        if not isinstance(value, ConfigTree):
+            raise JibriConfigError(f"{what}.{key}: has type {type(value).__name__} rather than OBJECT")
+        return value
+
+    @classmethod
+    def boolean(cls, tree: ConfigTree, key: str, what: str) -> bool:
+        """``getBoolean``: true/false, or the strings true yes on false no off."""
+        return cls.as_boolean(cls.value(tree, key, what), f"{what}.{key}")
+
+    @classmethod
+    def as_boolean(cls, value: Any, what: str) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value in cls._BOOLEANS:
+            return cls._BOOLEANS[value]
+        raise JibriConfigError(f"{what}: expected true or false")
+
+    @classmethod
+    def duration_nanos(cls, value: Any, what: str) -> int:
+        """``getDuration`` in nanoseconds: a bare number is milliseconds."""
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise JibriConfigError(f"{what}: not a duration (e.g. '240 minutes', '30 seconds')")
+        text = str(value).strip()
+        unit = re.search(r"[^\W\d_]*$", text)
+        unit_text = unit.group(0) if unit else ""
+        number = text[: len(text) - len(unit_text)].strip()
+        normalized = unit_text + "s" if len(unit_text) > 2 and not unit_text.endswith("s") else unit_text
+        if normalized not in cls._UNITS:
+            raise JibriConfigError(
+                f"{what}: could not parse time unit {unit_text!r} (try ns, us, ms, s, m, h, d)"
+            )
+        if not number:
+            raise JibriConfigError(f"{what}: no number in duration value")
+        try:
+            if re.fullmatch(r"[+-]?[0-9]+", number):
+                return int(number) * cls._UNITS[normalized]
+            return int(float(number) * cls._UNITS[normalized])
+        except ValueError:
+            raise JibriConfigError(f"{what}: could not parse duration number") from None
+
+    @classmethod
+    def minutes(cls, tree: ConfigTree, key: str, what: str) -> int:
+        """``getDuration(key).toMinutes().toInt()``: whole minutes, truncated."""
+        nanos = cls.duration_nanos(cls.value(tree, key, what), f"{what}.{key}")
+        minutes = abs(nanos) // 60_000_000_000  # Duration.toMinutes() truncates toward zero
+        return minutes if nanos >= 0 else -minutes
 
 
 def parse_duration(value: Any, bare_unit: str, what: str) -> float:
-    """A HOCON duration in seconds.
+    """A duration in seconds, by Typesafe's rules (:class:`JibriRules`), for the sandbox block.
 
-    A bare number takes ``bare_unit`` (HOCON says milliseconds; Jibri's usage-timeout
-    says minutes). pyhocon itself turns unquoted durations into timedelta or
-    relativedelta objects, so those are accepted too.
+    ``bare_unit`` must be "ms": a bare number is milliseconds, for Jibri and for us.
     """
-    if isinstance(value, bool):
-        raise JibriConfigError(f"{what}: expected a duration, not a boolean")
-    if isinstance(value, int | float):
-        return float(value) * _UNITS[bare_unit]
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if hasattr(value, "normalized"):  # dateutil.relativedelta, from pyhocon's period parser
-        base = dt.datetime(2000, 1, 1)  # only a difference is taken
-        return float((base + value - base).total_seconds())
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            unit = match.group(2).lower() or bare_unit
-            if unit in _UNITS:
-                return float(match.group(1)) * _UNITS[unit]
-    raise JibriConfigError(f"{what}: not a duration (e.g. '30 seconds', '100 ms')")
+    if bare_unit != "ms":
+        raise ValueError("Typesafe durations: a bare number is milliseconds")
+    return JibriRules.duration_nanos(value, what) / 1e9
 
 
 def _render_duration(seconds: float) -> str:
@@ -120,10 +258,11 @@ class XmppEnvironment:
     xmpp_domain: str
     control_muc: ControlMuc
     control_login: Login
-    call_login: Login | None = None
+    call_login: Login | None = None  # required in a file; None only in hand-made configs
     strip_from_room_domain: str = ""
-    usage_timeout: float | None = None  # seconds; None means no limit
+    usage_timeout: float | None = None  # seconds, whole minutes as Jibri reads it; None: no limit
     trust_all_xmpp_certs: bool = False
+    sip_control_muc: ControlMuc | None = None  # the SIP gateway brewery, the one optional block
 
     def servers(self) -> list[tuple[str, int]]:
         """(host, port) pairs: ``host:port`` in the list wins over ``control-login.port``."""
@@ -201,44 +340,29 @@ def load_jibri_conf(path: str | Path) -> JibriConfig:
 
 
 def parse_jibri_conf(text: str) -> JibriConfig:
-    try:
-        root = ConfigFactory.parse_string(text)
-    except Exception as error:
-        raise JibriConfigError(f"jibri.conf is not valid HOCON: {type(error).__name__}") from None
-    jibri = _tree(root, "jibri", "jibri.conf")
-    environments = jibri.get("api.xmpp.environments", None)
-    if not isinstance(environments, list) or not environments:
+    """The parts of jibri.conf a Jibri's control side reads, by :class:`JibriRules`."""
+    rules = JibriRules
+    root = rules.parse(text)
+    jibri = rules.config(root, "jibri", "jibri.conf")
+    environments = jibri.get("api.xmpp.environments", [])  # reference.conf: []
+    if not isinstance(environments, list):
+        raise JibriConfigError("jibri.api.xmpp.environments: expected a list")
+    if not environments:  # a real Jibri starts and serves nothing; the simulator has no use for that
         raise JibriConfigError("jibri.api.xmpp.environments: needs at least one environment")
     return JibriConfig(
         environments=tuple(
             _environment(env, f"jibri.api.xmpp.environments[{i}]") for i, env in enumerate(environments)
         ),
-        single_use_mode=_bool(jibri.get("single-use-mode", False), "jibri.single-use-mode"),
+        single_use_mode=rules.boolean(jibri, "single-use-mode", "jibri")
+        if rules.has_path(jibri, "single-use-mode")
+        else False,  # reference.conf default
         sandbox=_sandbox(jibri.get("sandbox", None)),
-        id=str(jibri.get("id", "")),
+        id=rules.string(jibri, "id", "jibri") if rules.has_path(jibri, "id") else "",
     )
 
 
-def _tree(parent: ConfigTree, key: str, what: str) -> ConfigTree:
-    value = parent.get(key, None)
-    if not isinstance(value, ConfigTree):
-        raise JibriConfigError(f"{what}: missing section '{key}'")
-    return value
-
-
-def _str(tree: ConfigTree, key: str, what: str, default: str | None = None) -> str:
-    value = tree.get(key, default)
-    if value is None or isinstance(value, ConfigTree | list) or str(value) == "":
-        raise JibriConfigError(f"{what}.{key}: required")
-    return str(value)
-
-
 def _bool(value: Any, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
-        return value.lower() in ("true", "yes", "on")
-    raise JibriConfigError(f"{what}: expected true or false")
+    return JibriRules.as_boolean(value, what)
 
 
 def _port(value: Any, what: str) -> int | None:
@@ -253,45 +377,51 @@ def _port(value: Any, what: str) -> int | None:
     return port
 
 
-def _login(tree: Any, what: str) -> Login:
-    if not isinstance(tree, ConfigTree):
-        raise JibriConfigError(f"{what}: missing section")
+def _login(tree: ConfigTree, what: str) -> Login:
+    """``toXmppCredentials``: domain, username, password; ``port`` is optional (newer Jibris)."""
+    rules = JibriRules
     return Login(
-        domain=_str(tree, "domain", what),
-        username=_str(tree, "username", what),
-        password=Secret(str(tree.get("password", ""))),
+        domain=rules.string(tree, "domain", what),
+        username=rules.string(tree, "username", what),
+        password=Secret(rules.string(tree, "password", what)),
         port=_port(tree.get("port", None), f"{what}.port"),
     )
 
 
+def _muc(tree: ConfigTree, what: str) -> ControlMuc:
+    """``toXmppMuc``: domain, room-name, nickname."""
+    rules = JibriRules
+    return ControlMuc(
+        domain=rules.string(tree, "domain", what),
+        room_name=rules.string(tree, "room-name", what),
+        nickname=rules.string(tree, "nickname", what),
+    )
+
+
 def _environment(env: Any, what: str) -> XmppEnvironment:
+    """``toXmppEnvironment``, key by key: all required but ``sip-control-muc``."""
+    rules = JibriRules
     if not isinstance(env, ConfigTree):
         raise JibriConfigError(f"{what}: expected an object")
-    hosts = env.get("xmpp-server-hosts", None)
-    if isinstance(hosts, str):
-        hosts = [hosts]
-    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
-        raise JibriConfigError(f"{what}.xmpp-server-hosts: needs a list of host names")
-    muc = env.get("control-muc", None)
-    if not isinstance(muc, ConfigTree):
-        raise JibriConfigError(f"{what}.control-muc: missing section")
-    call_login = env.get("call-login", None)
-    timeout_value = env.get("usage-timeout", 0)
-    usage_timeout = parse_duration(timeout_value, "minutes", f"{what}.usage-timeout")
+    hosts = rules.string_list(env, "xmpp-server-hosts", what)
+    if not hosts:  # Jibri would start and never connect
+        raise JibriConfigError(f"{what}.xmpp-server-hosts: needs at least one host")
+    minutes = rules.minutes(env, "usage-timeout", what)
     return XmppEnvironment(
-        name=_str(env, "name", what),
+        name=rules.string(env, "name", what),
         xmpp_server_hosts=tuple(hosts),
-        xmpp_domain=_str(env, "xmpp-domain", what),
-        control_muc=ControlMuc(
-            domain=_str(muc, "domain", f"{what}.control-muc"),
-            room_name=_str(muc, "room-name", f"{what}.control-muc"),
-            nickname=_str(muc, "nickname", f"{what}.control-muc"),
+        xmpp_domain=rules.string(env, "xmpp-domain", what),
+        control_login=_login(rules.config(env, "control-login", what), f"{what}.control-login"),
+        control_muc=_muc(rules.config(env, "control-muc", what), f"{what}.control-muc"),
+        sip_control_muc=(
+            _muc(rules.config(env, "sip-control-muc", what), f"{what}.sip-control-muc")
+            if rules.has_path(env, "sip-control-muc")
+            else None
         ),
-        control_login=_login(env.get("control-login", None), f"{what}.control-login"),
-        call_login=_login(call_login, f"{what}.call-login") if isinstance(call_login, ConfigTree) else None,
-        strip_from_room_domain=str(env.get("strip-from-room-domain", "")),
-        usage_timeout=usage_timeout or None,
-        trust_all_xmpp_certs=_bool(env.get("trust-all-xmpp-certs", False), f"{what}.trust-all-xmpp-certs"),
+        call_login=_login(rules.config(env, "call-login", what), f"{what}.call-login"),
+        strip_from_room_domain=rules.string(env, "strip-from-room-domain", what),
+        usage_timeout=minutes * 60.0 if minutes > 0 else None,
+        trust_all_xmpp_certs=rules.boolean(env, "trust-all-xmpp-certs", what),
     )
 
 
@@ -370,7 +500,11 @@ def sandbox_environment(
     name: str | None = None,
     usage_timeout: float | None = None,
 ) -> XmppEnvironment:
-    """An environment for a Jibri logging in as ``jid`` and joining ``brewery`` (``room@muc``)."""
+    """An environment for a Jibri logging in as ``jid`` and joining ``brewery`` (``room@muc``).
+
+    Its call-login (required by a real Jibri, never used by the simulated one, which
+    records nothing) is ``recorder@recorder.<domain>``, as in Jitsi's own setups.
+    """
     room, _, muc_domain = brewery.partition("@")
     username, _, login_domain = jid.partition("@")
     if not room or not muc_domain or not username or not login_domain:
@@ -382,6 +516,7 @@ def sandbox_environment(
         xmpp_domain=domain,
         control_muc=ControlMuc(muc_domain, room, nickname),
         control_login=Login(login_domain, username, Secret(password)),
+        call_login=Login(f"recorder.{domain}", "recorder", Secret(password)),
         usage_timeout=usage_timeout,
     )
 
@@ -414,6 +549,15 @@ def render_sandbox_jibri_conf(
             "        }",
             *_render_login("control-login", login),
         ]
+        if env.sip_control_muc is not None:
+            muc = env.sip_control_muc
+            lines += [
+                "        sip-control-muc {",
+                f"          domain = {q(muc.domain)}",
+                f"          room-name = {q(muc.room_name)}",
+                f"          nickname = {q(muc.nickname)}",
+                "        }",
+            ]
         if env.call_login is not None:
             lines += _render_login("call-login", env.call_login)
         lines += [
@@ -473,8 +617,9 @@ def _render_login(key: str, login: Login) -> Iterable[str]:
 
 
 def _render_usage_timeout(seconds: float | None) -> str:
+    """With a unit: a bare number would be milliseconds to a real Jibri."""
     if not seconds:
-        return "0"
+        return json.dumps("0 minutes")
     if seconds % 60 == 0:
-        return str(int(seconds // 60))  # minutes, as a real Jibri reads it
-    return _render_duration(seconds)
+        return json.dumps(f"{int(seconds // 60)} minutes")
+    return json.dumps(f"{seconds:g} seconds")  # read back as whole minutes, truncated

@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import volumes
+from . import official_image, volumes
 from .api import JSON_PATCH, ApiError, KubeApi
 from .runtime import ContainerProcess, now, python_module
 
@@ -409,7 +409,15 @@ class PodWorker:
             "JIBRI_SANDBOX_MOUNTS": json.dumps({k: str(v) for k, v in mounts.table.items()}),
             **self.kubelet.extra_env,
         }
-        if is_jibri(c.spec.get("image", "")):
+        image = c.spec.get("image", "")
+        if is_jibri(image) and official_image.is_official(image):
+            try:  # that image's start-up step decides what its Jibri reads, or exits
+                config = official_image.config_step(self.pod, c.spec, mounts, env, self.dir)
+            except official_image.StartUpFailed as failed:
+                exit_now = ["--exit-after", "0", "--exit-code", "1", "--message", str(failed)]
+                return python_module("jibri_sandbox.kubelet.sleeper", *exit_now), {**base, **env}
+            return [*self.kubelet.jibri_command, "--config", str(config)], {**base, **env}
+        if is_jibri(image):
             config = volumes.jibri_config(self.dir, c.spec, mounts, argv, env)
             return [*self.kubelet.jibri_command, "--config", str(config)], {**base, **env}
         annotations = self.pod["metadata"].get("annotations") or {}
