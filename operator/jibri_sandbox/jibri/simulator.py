@@ -85,6 +85,17 @@ class ReceivedStart:
     received_at: float = field(default_factory=time.time)  # wall clock, for latency benchmarks
 
 
+@dataclass
+class Recorded:
+    """One recording this Jibri made: its own record, for counting who recorded what and when."""
+
+    room: str
+    session_id: str
+    environment: str
+    started: float  # wall clock: the start was accepted
+    ended: float | None = None  # wall clock; None while it records
+
+
 @dataclass(frozen=True)
 class SentReport:
     environment: str
@@ -251,6 +262,7 @@ class SimulatedJibri:
         self.starts: list[ReceivedStart] = []
         self.commands: list[stanzas.JibriCommand] = []
         self.reports: list[SentReport] = []
+        self.history: list[Recorded] = []  # every accepted start, with when it ended
         self.refusals = 0
         self.bad_requests = 0
         self.disconnected = False  # set when a connection was lost (fault or server)
@@ -427,6 +439,7 @@ class SimulatedJibri:
         self.starts.append(start)
         session_id = request.session_id or uuid.uuid4().hex[:12]
         self._session = _Session(start, link, session_id)
+        self.history.append(Recorded(request.room, session_id, link.env.name, start.received_at))
         self._busy = True
         if not self.faults.lose_start_reply:
             pending = stanzas.StatusUpdate(RecordingStatus.PENDING, session_id=session_id)
@@ -504,6 +517,7 @@ class SimulatedJibri:
         if self._session is not session:
             return
         self._session = None
+        self.history[-1].ended = time.time()
         if self.config.single_use_mode:
             self._spent = True  # stays busy, and keeps its last presence: it must be replaced
             self._changed()
