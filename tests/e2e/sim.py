@@ -31,7 +31,13 @@ def stops(jibri: SimulatedJibri) -> int:
 
 
 def jibri_config(
-    prosody: Prosody, brewery: str, jid: str, password: str, nick: str, **sandbox: Any
+    prosody: Prosody,
+    brewery: str,
+    jid: str,
+    password: str,
+    nick: str,
+    sip_brewery: str | None = None,
+    **sandbox: Any,
 ) -> JibriConfig:
     environment = sandbox_environment(
         server=(prosody.host, prosody.port),
@@ -40,6 +46,7 @@ def jibri_config(
         jid=jid,
         password=password,
         name="meet",
+        sip_brewery=sip_brewery,
     )
     return JibriConfig((environment,), sandbox=SandboxSettings(ca_file=str(prosody.ca_file), **sandbox))
 

@@ -137,3 +137,33 @@ async def test_environments_are_shared_across_namespaces_only_where_allowed(
     (start,) = jibri.starts
     assert start.stream_key is not None and start.stream_key.reveal() == key, "the tenant's own Secret"
     assert scheduled(env, "gatecrash", stranger).get("reason") == "EnvironmentNotAllowed"
+
+
+async def test_sip_sessions_go_only_to_the_sip_brewery(env: Environment, jibris: JibriFactory) -> None:
+    """Jicofo's split: SIP gateway Jibris in the SIP brewery, recorders in the recording one."""
+    sip_brewery = f"sip-{uuid.uuid4().hex[:8]}@{env.muc_domain}"
+    await asyncio.to_thread(
+        env.cluster.patch, "xmppenvironments", env.namespace, "meet", {"spec": {"sipBrewery": sip_brewery}}
+    )
+    every_mode = (RecordingMode.FILE, RecordingMode.STREAM, RecordingMode.SIP)
+    (recorder,) = await jibris(1, recording_modes=every_mode)  # could, but sits in the wrong brewery
+    await eventually(lambda: env.jibri_counts().get("idle") == 1, 15, "the recorder to be seen")
+    env.session("dial-in", mode="sip", sipAddress="sip:board@pbx.example.com", displayName="Board room")
+    await eventually(
+        lambda: scheduled(env, "dial-in").get("reason") == "NoJibriForMode", 15, "NoJibriForMode"
+    )
+
+    (gateway,) = await jibris(1, recording_modes=every_mode, sip_brewery=sip_brewery)
+    session = await env.wait_phase("dial-in", "Recording", timeout=15)
+    assert session["status"]["jibri"]["nickname"] == nickname(gateway)
+    assert session["status"]["jibri"]["occupant"].startswith(f"{sip_brewery}/")
+    (start,) = gateway.starts
+    assert start.mode is RecordingMode.SIP and not recorder.starts
+    methods = ((env.environment() or {}).get("status") or {}).get("methods") or {}
+    assert "sip" in methods
+
+    await asyncio.to_thread(
+        env.cluster.patch, "recordingsessions", env.namespace, "dial-in", {"spec": {"stop": True}}
+    )
+    await env.wait_phase("dial-in", "Completed")
+    await gateway.wait_until(lambda j: not j.busy, 5)

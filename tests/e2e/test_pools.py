@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from operator_fixture import ROOT, Cluster, Environment, OperatorProcess, eventually, make_environment
 
 from jibri_sandbox.apiserver.testing import start_process
+from jibri_sandbox.focus import Focus
 from jibri_sandbox.kubelet import FAULT, Kubelet
 from jibri_sandbox.prosody import Prosody
 
@@ -188,6 +190,120 @@ async def test_a_failed_pod_is_replaced(world: World) -> None:
         await eventually(lambda: first not in world.pods(), 30, "the failed pod to be removed")
         await eventually(lambda: world.status().get("idle") == 1, 30, "a replacement to join")
         assert first not in world.pods()
+    except (AssertionError, TimeoutError) as error:
+        raise AssertionError(
+            f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"
+        ) from error
+
+
+async def test_one_pool_serves_two_environments_as_one_fleet(
+    world: World, prosody: Prosody, xmpp_account: Callable[..., tuple[str, str]]
+) -> None:
+    """Each pod joins both deployments' breweries; a pod busy for one is busy for the other,
+    sessions of the two never share a pod, and the pool's headroom counts both."""
+    env = world.env
+    deployment = prosody.domains[1]
+    other = await make_environment(
+        world.cluster,
+        prosody,
+        xmpp_account,
+        "pool",
+        namespace=env.namespace,
+        name="other",
+        domain=deployment.domain,
+    )
+    jid, password = xmpp_account("jibri", deployment.domain)
+    await asyncio.to_thread(
+        world.cluster.create_secret,
+        env.namespace,
+        "other-jibri-login",
+        {"username": jid, "password": password},
+    )
+    jibri = {
+        "controlLoginSecretRef": {"name": "other-jibri-login"},
+        "callLoginSecretRef": {"name": "recorder-login"},
+        "trustAllCerts": True,
+    }
+    await asyncio.to_thread(
+        world.cluster.patch, "xmppenvironments", env.namespace, "other", {"spec": {"jibri": jibri}}
+    )
+    pool = pool_body(environments=["meet", "other"], replicas={"min": 1, "max": 2})
+    await asyncio.to_thread(world.cluster.create, "jibripools", env.namespace, pool)
+    try:
+        await eventually(lambda: world.status().get("idle") == 1, 30, "one warm Jibri in both breweries")
+        await eventually(lambda: other.jibri_counts().get("idle") == 1, 15, "the other deployment to see it")
+        env.session("in-meet")
+        first = (await env.wait_phase("in-meet", "Recording", timeout=30))["status"]["jibri"]["nickname"]
+        await eventually(
+            lambda: other.jibri_counts().get("busy") == 1, 15, "busy for one is busy for the other"
+        )
+        await eventually(lambda: world.status().get("replicas") == 2, 30, "headroom counted across both")
+        other.session("in-other")
+        second = (await other.wait_phase("in-other", "Recording", timeout=30))["status"]["jibri"]["nickname"]
+        assert first != second and {first, second} <= set(world.pods())
+    except (AssertionError, TimeoutError) as error:
+        raise AssertionError(
+            f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"
+        ) from error
+
+
+async def test_pool_counts_its_pods_busy_for_another_controller(
+    world: World, prosody: Prosody, xmpp_account: Callable[..., tuple[str, str]]
+) -> None:
+    """Jicofo (here the Jicofo-like focus) takes the pool's warm pod: the pool scales up for the
+    operator's own sessions all the same, and never touches the pod recording for Jicofo."""
+    env = world.env
+    pool = pool_body(replicas={"min": 1, "max": 2}, scaleDownDelay="1s")
+    await asyncio.to_thread(world.cluster.create, "jibripools", env.namespace, pool)
+    jid, password = xmpp_account("focus")
+    focus = Focus(jid, password, env.brewery, nickname="jicofo", ca_file=prosody.ca_file, wait_for_jibri=30)
+    try:
+        await eventually(lambda: world.status().get("idle") == 1, 30, "one warm Jibri")
+        await focus.join(prosody.host, prosody.port)
+        jicofo = asyncio.create_task(focus.record(f"jicofo@{env.muc_domain}", duration=60))
+        await eventually(lambda: world.status().get("busy") == 1, 15, "the pod busy for Jicofo")
+        await eventually(
+            lambda: world.status().get("replicas") == 2 and world.status().get("idle") == 1,
+            30,
+            "a new warm pod",
+        )
+        (taken,) = [f.jibri for f in focus.recordings]
+        assert taken in world.pods(), "the pod recording for Jicofo is kept"
+        jicofo.cancel()
+    except (AssertionError, TimeoutError) as error:
+        raise AssertionError(
+            f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"
+        ) from error
+    finally:
+        await focus.close()
+
+
+async def test_a_sip_pool_joins_the_sip_brewery_and_takes_sip_sessions(world: World) -> None:
+    """A pool offering sip renders sip-control-muc; its pods join the SIP brewery too, and a
+    sip session lands there. Busy there means busy for recordings as well: one pod, one Jibri."""
+    env = world.env
+    sip_brewery = f"sip-{uuid.uuid4().hex[:8]}@{env.muc_domain}"
+    await asyncio.to_thread(
+        world.cluster.patch, "xmppenvironments", env.namespace, "meet", {"spec": {"sipBrewery": sip_brewery}}
+    )
+    pool = pool_body(replicas={"min": 1, "max": 1}, recordingModes=["file", "sip"])
+    await asyncio.to_thread(world.cluster.create, "jibripools", env.namespace, pool)
+    try:
+        await eventually(lambda: world.status().get("idle") == 1, 30, "one warm Jibri in both breweries")
+        env.session("dial-in", mode="sip", sipAddress="sip:board@pbx.example.com")
+        session = await env.wait_phase("dial-in", "Recording", timeout=30)
+        assert session["status"]["jibri"]["occupant"].startswith(f"{sip_brewery}/")
+        assert session["status"]["jibri"]["nickname"] in world.pods()
+        env.session("notes", mode="file")
+        await eventually(
+            lambda: ((env.get_session("notes") or {}).get("status") or {}).get("phase") == "Pending",
+            15,
+            "the file session to wait: the only pod is busy with the SIP call",
+        )
+        env.cluster.patch("recordingsessions", env.namespace, "dial-in", {"spec": {"stop": True}})
+        await env.wait_phase("dial-in", "Completed")
+        session = await env.wait_phase("notes", "Recording", timeout=30)
+        assert not session["status"]["jibri"]["occupant"].startswith(f"{sip_brewery}/")
     except (AssertionError, TimeoutError) as error:
         raise AssertionError(
             f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"

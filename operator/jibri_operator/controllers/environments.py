@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -24,6 +25,7 @@ from jibri_operator import metrics
 from jibri_operator.api.conditions import ConditionStatus, get_condition, set_condition
 from jibri_operator.api.constants import PLURAL_ENVIRONMENT
 from jibri_operator.api.secret import Secret
+from jibri_operator.api.types import BreweryKind
 from jibri_operator.controllers.hub import EnvironmentLink, EnvKey, Hub, env_label
 from jibri_operator.kube.client import SecretMissing
 from jibri_operator.xmpp.brewery import BreweryClient, BreweryConfig
@@ -98,15 +100,28 @@ class EnvironmentRunner:
         self._problem = None
         methods = frozenset(spec.get("recordingMethods") or ("file", "stream"))
         self.link.recording_methods = methods
-        fingerprint = self._fingerprint(config)
+        # The SIP gateway Jibris' brewery (Jicofo's sip-jibri-brewery), when the deployment has one.
+        sip_brewery = spec.get("sipBrewery")
+        sip_config = (
+            dataclasses.replace(config, name=f"{config.name} (SIP)", room=sip_brewery)
+            if sip_brewery
+            else None
+        )
+        fingerprint = self._fingerprint(config) + (sip_brewery or "")
         if fingerprint == self.link.fingerprint and self.link.client is not None:
             return
-        if self.link.client is not None:
-            await self.link.client.stop()
-            self.logger.info("configuration changed; reconnecting")
+        for old in (self.link.client, self.link.sip_client):
+            if old is not None:
+                await old.stop()
+                self.logger.info("configuration changed; reconnecting")
         self.link.fingerprint = fingerprint
-        self.link.client = BreweryClient(config, self.link)
+        self.link.client = BreweryClient(config, self.link.listener(BreweryKind.RECORDING))
+        self.link.sip_client = (
+            BreweryClient(sip_config, self.link.listener(BreweryKind.SIP)) if sip_config is not None else None
+        )
         await self.link.client.start()
+        if self.link.sip_client is not None:
+            await self.link.sip_client.start()
         kopf.info(
             self.body,
             reason="Connecting",
@@ -174,8 +189,8 @@ class EnvironmentRunner:
     # -- status ------------------------------------------------------------------------------------
 
     async def _write_status(self) -> None:
-        client = self.link.client
-        joined = client is not None and client.joined
+        client, sip = self.link.client, self.link.sip_client
+        joined = client is not None and client.joined and (sip is None or sip.joined)
         counts = self.hub.registry.counts(env_label(self.key))
         generation = self.body.metadata.get("generation")
         connected: tuple[ConditionStatus, str, str]
@@ -183,9 +198,12 @@ class EnvironmentRunner:
         if self._problem is not None:
             connected = ("False", self._problem[0], self._problem[1])
         elif joined and client is not None:
-            connected = ("True", "Joined", f"in brewery {client.config.room} as {client.config.nickname}")
+            rooms = client.config.room + (f" and SIP brewery {sip.config.room}" if sip is not None else "")
+            connected = ("True", "Joined", f"in brewery {rooms} as {client.config.nickname}")
         elif client is not None and client.last_error:
             connected = ("False", "Disconnected", client.last_error)
+        elif sip is not None and sip.last_error:
+            connected = ("False", "Disconnected", f"SIP brewery: {sip.last_error}")
         else:
             connected = ("False", "Connecting", "connecting to the XMPP server")
         if not joined:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from jibri_operator import metrics
-from jibri_operator.api.types import RecordingMode
+from jibri_operator.api.types import BreweryKind, RecordingMode
 from jibri_operator.fleet.registry import Observation, Registry
 from jibri_operator.kube.client import Kube
 from jibri_operator.xmpp.brewery import BreweryClient, BreweryListener
@@ -60,17 +60,25 @@ def env_label(key: EnvKey) -> str:
 
 
 @dataclass
-class EnvironmentLink(BreweryListener):
-    """One XmppEnvironment's live connection and what it feeds."""
+class EnvironmentLink:
+    """One XmppEnvironment's live connections (its brewery, and its SIP brewery if it names
+    one) and what they feed."""
 
     key: EnvKey
     hub: Hub
     client: BreweryClient | None = None
+    sip_client: BreweryClient | None = None
     fingerprint: str = ""
     recording_methods: frozenset[str] = frozenset({"file", "stream"})
     status_dirty: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def jibri_changed(self, presence: JibriPresence) -> None:
+    def client_for(self, brewery: BreweryKind) -> BreweryClient | None:
+        return self.sip_client if brewery is BreweryKind.SIP else self.client
+
+    def listener(self, brewery: BreweryKind) -> BreweryListener:
+        return _BreweryView(self, brewery)
+
+    def jibri_changed(self, presence: JibriPresence, brewery: BreweryKind) -> None:
         observation = Observation(
             environment=env_label(self.key),
             occupant=presence.occupant,
@@ -79,22 +87,39 @@ class EnvironmentLink(BreweryListener):
             health=presence.health,
             dialect=presence.dialect,
             present=not presence.unavailable,
+            brewery=brewery,
         )
         self.hub.observe(self.key, observation)
         self.status_dirty.set()
 
-    def jibri_report(self, occupant: str, update: StatusUpdate) -> None:
-        self.hub.route_report(self.key, occupant, update)
-
-    def connection_changed(self, joined: bool, reason: str) -> None:
-        metrics.BREWERY_JOINED.labels(*self.key).set(1 if joined else 0)
+    def connection_changed(self, joined: bool, brewery: BreweryKind) -> None:
+        client = self.client_for(brewery)
+        if brewery is BreweryKind.RECORDING:
+            metrics.BREWERY_JOINED.labels(*self.key).set(1 if joined else 0)
         if not joined:
-            if self.client is not None and self.client.reconnects:
+            if brewery is BreweryKind.RECORDING and client is not None and client.reconnects:
                 metrics.BREWERY_RECONNECTS.labels(*self.key).inc()
             self.hub.brewery_lost(self.key)
         else:
             self.hub.wake(self.key)
         self.status_dirty.set()
+
+
+@dataclass
+class _BreweryView(BreweryListener):
+    """What one of an environment's brewery clients hears, tagged with which brewery it is."""
+
+    link: EnvironmentLink
+    brewery: BreweryKind
+
+    def jibri_changed(self, presence: JibriPresence) -> None:
+        self.link.jibri_changed(presence, self.brewery)
+
+    def jibri_report(self, occupant: str, update: StatusUpdate) -> None:
+        self.link.hub.route_report(self.link.key, occupant, update)
+
+    def connection_changed(self, joined: bool, reason: str) -> None:
+        self.link.connection_changed(joined, self.brewery)
 
 
 class Hub:
@@ -122,16 +147,17 @@ class Hub:
             metrics.WAITING_SESSIONS.labels(*key).set_function(lambda: self.waiting(key))
         return self.links[key]
 
-    def client(self, key: EnvKey) -> BreweryClient | None:
+    def client(self, key: EnvKey, brewery: BreweryKind = BreweryKind.RECORDING) -> BreweryClient | None:
         link = self.links.get(key)
-        return link.client if link is not None else None
+        return link.client_for(brewery) if link is not None else None
 
     async def drop_link(self, key: EnvKey) -> None:
         link = self.links.pop(key, None)
         with contextlib.suppress(KeyError):
             metrics.WAITING_SESSIONS.remove(*key)
-        if link is not None and link.client is not None:
-            await link.client.stop()
+        for client in (link.client, link.sip_client) if link is not None else ():
+            if client is not None:
+                await client.stop()
         self.registry.forget_environment(env_label(key))
         self.brewery_lost(key)
         self.wake(key)

@@ -25,7 +25,7 @@ import kopf
 from jibri_operator.api.conditions import now_rfc3339, set_condition
 from jibri_operator.api.constants import API_VERSION, KIND_POOL, PLURAL_ENVIRONMENT, PLURAL_POOL
 from jibri_operator.api.durations import parse_duration
-from jibri_operator.api.types import BusyStatus, Health, RecordingMode
+from jibri_operator.api.types import BreweryKind, BusyStatus, Health, RecordingMode
 from jibri_operator.controllers.hub import EnvKey, Hub, env_label
 from jibri_operator.fleet.policy import Decision, PodState, PodView, PoolSpec, decide
 from jibri_operator.jibriconf.delivery import (
@@ -104,21 +104,32 @@ def build_pod(pool: Mapping[str, Any], environments: Sequence[JibriEnvironment])
 # -- what the environments ask of a pool's Jibris ---------------------------------------------
 
 
-async def pool_environments(kube: Kube, namespace: str, names: Sequence[str]) -> list[JibriEnvironment]:
+def pool_modes(spec: Mapping[str, Any]) -> list[RecordingMode]:
+    """What a pool's Jibris offer (spec.recordingModes)."""
+    return [RecordingMode(mode) for mode in spec.get("recordingModes") or ("file", "stream")]
+
+
+async def pool_environments(
+    kube: Kube, namespace: str, pool_spec: Mapping[str, Any]
+) -> list[JibriEnvironment]:
     """The XmppEnvironments a pool serves, as its jibri.conf renders them (usernames read
-    from their Secrets; passwords only checked to exist, never read into the file)."""
+    from their Secrets; passwords only checked to exist, never read into the file). The SIP
+    brewery is rendered only for a pool that offers sip."""
     environments = []
-    for name in names:
+    sip = RecordingMode.SIP in pool_modes(pool_spec)
+    for name in [str(name) for name in pool_spec.get("environments") or []]:
         environment = await kube.get_custom(PLURAL_ENVIRONMENT, namespace, name)
         if environment is None:
             raise PoolProblem(f"XmppEnvironment {name} not found")
-        environments.append(await jibri_environment(kube, (namespace, name), environment["spec"]))
+        environments.append(await jibri_environment(kube, (namespace, name), environment["spec"], sip=sip))
     if not environments:
         raise PoolProblem("spec.environments is empty")
     return environments
 
 
-async def jibri_environment(kube: Kube, key: EnvKey, spec: Mapping[str, Any]) -> JibriEnvironment:
+async def jibri_environment(
+    kube: Kube, key: EnvKey, spec: Mapping[str, Any], *, sip: bool = True
+) -> JibriEnvironment:
     jibri = spec.get("jibri") or {}
     control_ref, call_ref = jibri.get("controlLoginSecretRef"), jibri.get("callLoginSecretRef")
     if not control_ref or not call_ref:  # the CRD's rules require both where spec.jibri is set
@@ -130,7 +141,7 @@ async def jibri_environment(kube: Kube, key: EnvKey, spec: Mapping[str, Any]) ->
     control = await _login(kube, key[0], control_ref, control_domain)
     call = await _login(kube, key[0], call_ref, jibri.get("callLoginDomain") or f"recorder.{spec['domain']}")
     room, _, muc_domain = str(spec["brewery"]).partition("@")
-    sip_brewery = spec.get("sipBrewery")
+    sip_brewery = spec.get("sipBrewery") if sip else None
     sip_room, _, sip_domain = str(sip_brewery or "").partition("@")
     server = spec.get("server") or {}
     timeout = parse_duration(jibri.get("usageTimeout") or "0s")
@@ -231,8 +242,7 @@ class PoolRunner:
             idle_target=int(spec.get("idleTarget", 1)),
             scale_down_delay=parse_duration(spec.get("scaleDownDelay") or "5m"),
         )
-        modes = [RecordingMode(mode) for mode in spec.get("recordingModes") or ("file", "stream")]
-        waiting = sum(self.hub.waiting(key, modes) for key in self.env_keys)
+        waiting = sum(self.hub.waiting(key, pool_modes(spec)) for key in self.env_keys)
         decision = decide(policy, views, waiting, self.hub.clock(), self.surplus_since)
         self.surplus_since = decision.surplus_since
         removed = await self._act(decision, pods)
@@ -244,8 +254,7 @@ class PoolRunner:
     # -- pieces ----------------------------------------------------------------------------
 
     async def _render_conf(self, spec: Any) -> None:
-        names = [str(name) for name in spec.get("environments") or []]
-        environments = await pool_environments(self.hub.kube, self.namespace, names)
+        environments = await pool_environments(self.hub.kube, self.namespace, spec)
         text = render_jibri_conf(environments, single_use=bool(spec.get("singleUse")))
         try:
             check_rendered(delivery_mode(spec), text)
@@ -260,6 +269,19 @@ class PoolRunner:
         if changed:
             self.logger.info("rendered jibri.conf for %d environment(s)", len(environments))
 
+    def _breweries(self) -> list[tuple[str, BreweryKind]]:
+        """Every brewery a pod of this pool joins: each environment's, and its SIP brewery
+        where the rendered jibri.conf names one."""
+        rendered = {environment.name: environment for environment in self._environments}
+        result = []
+        for key in self.env_keys:
+            label = env_label(key)
+            result.append((label, BreweryKind.RECORDING))
+            environment = rendered.get(label)
+            if environment is not None and environment.sip_control_muc is not None:
+                result.append((label, BreweryKind.SIP))
+        return result
+
     def _identity(self, pod_name: str) -> str:
         return f"{self.namespace}/{pod_name}"
 
@@ -268,7 +290,7 @@ class PoolRunner:
         views = []
         seen = set()
         environments = [env_label(key) for key in self.env_keys]
-        modes = [RecordingMode(mode) for mode in self.body.spec.get("recordingModes") or ("file", "stream")]
+        modes = pool_modes(self.body.spec)
         for pod in pods:
             name = pod["metadata"]["name"]
             seen.add(name)
@@ -295,7 +317,9 @@ class PoolRunner:
             return PodState.TERMINATING
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return PodState.BROKEN
-        seen = [self.hub.registry.get_by_nickname(env_label(key), name) for key in self.env_keys]
+        seen = [
+            self.hub.registry.get_by_nickname(label, name, brewery) for label, brewery in self._breweries()
+        ]
         if single_use and name in self.hub.ended:
             return PodState.SPENT
         if any(observation is None for observation in seen):

@@ -34,7 +34,7 @@ async def render_pool(kube: Kube, namespace: str, name: str, *, show_secrets: bo
     if pool is None:
         raise PoolProblem(f"JibriPool {namespace}/{name} not found")
     spec = pool["spec"]
-    environments = await pool_environments(kube, namespace, [str(e) for e in spec.get("environments") or []])
+    environments = await pool_environments(kube, namespace, spec)
     text = render_jibri_conf(environments, single_use=bool(spec.get("singleUse")))
     mode = delivery_mode(spec)
     try:

@@ -59,7 +59,15 @@ from jibri_operator.api.constants import PLURAL_ENVIRONMENT, PLURAL_SESSION
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.secret import Secret
 from jibri_operator.api.selectors import selector_matches
-from jibri_operator.api.types import BusyStatus, Dialect, FailureReason, Phase, RecordingMode, RecordingStatus
+from jibri_operator.api.types import (
+    BreweryKind,
+    BusyStatus,
+    Dialect,
+    FailureReason,
+    Phase,
+    RecordingMode,
+    RecordingStatus,
+)
 from jibri_operator.controllers.hub import (
     BreweryLost,
     EnvKey,
@@ -156,6 +164,11 @@ class SessionRunner:
     @property
     def mode(self) -> RecordingMode:
         return RecordingMode(self.spec.get("mode", "file"))
+
+    @property
+    def brewery(self) -> BreweryKind:
+        """The brewery whose Jibris can take this session: SIP gateways sit in their own."""
+        return BreweryKind.SIP if self.mode is RecordingMode.SIP else BreweryKind.RECORDING
 
     @property
     def session_id(self) -> str:
@@ -281,7 +294,7 @@ class SessionRunner:
         """
         deadline: float | None = None
         while True:
-            client = self.hub.client(self.env_key)
+            client = self.hub.client(self.env_key, self.brewery)
             if client is not None and client.joined:
                 self.hub.unwait(self.env_key, self)
                 return
@@ -317,7 +330,13 @@ class SessionRunner:
             if not await self._allowed():
                 continue
             link = self.hub.links.get(self.env_key)
-            client = link.client if link is not None else None
+            client = link.client_for(self.brewery) if link is not None else None
+            if link is not None and link.client is not None and client is None:
+                await self._pending(
+                    "NoJibriForMode",
+                    f"XmppEnvironment {self.env_key[1]} names no SIP brewery (spec.sipBrewery) for sip sessions",
+                )
+                continue
             if link is None or client is None or not client.joined:
                 reason = "EnvironmentNotFound" if link is None else "EnvironmentNotConnected"
                 await self._pending(
@@ -364,6 +383,9 @@ class SessionRunner:
 
     async def _pending(self, reason: str, message: str) -> None:
         """Wait in Pending until something changes in the environment."""
+        # Registered before any await: a Jibri freed while the status is being written must
+        # still wake this session, or it would sleep until RECHECK with an idle Jibri there.
+        self.hub.wait(self.env_key, self, self.mode)
         if (
             self.status.get("phase") != Phase.PENDING.value
             or self._condition("Scheduled", "reason") != reason
@@ -374,7 +396,6 @@ class SessionRunner:
             )
             if reason != "NoIdleJibri" or self.status.get("attempts"):
                 await self._event(reason, message, warning=reason != "NoIdleJibri")
-        self.hub.wait(self.env_key, self, self.mode)
         deadline = self.hub.registry.next_deadline(self.hub.clock())
         timeout = RECHECK if deadline is None else max(0.0, min(RECHECK, deadline - self.hub.clock()))
         # Any event may change the answer (capacity, a stop, a deletion): look again.
@@ -690,7 +711,7 @@ class SessionRunner:
 
     async def _send_stop(self, current: Current) -> bool:
         """Send stop; True when the Jibri answered off, or (2016 spec) with a plain result."""
-        client = self.hub.client(self.env_key)
+        client = self.hub.client(self.env_key, current.observation.brewery)
         if client is None or not client.joined:
             return False
         dialect = current.observation.dialect

@@ -499,8 +499,10 @@ def sandbox_environment(
     xmpp_domain: str | None = None,
     name: str | None = None,
     usage_timeout: float | None = None,
+    sip_brewery: str | None = None,
 ) -> XmppEnvironment:
-    """An environment for a Jibri logging in as ``jid`` and joining ``brewery`` (``room@muc``).
+    """An environment for a Jibri logging in as ``jid`` and joining ``brewery`` (``room@muc``),
+    and ``sip_brewery`` too when given (a SIP gateway Jibri's sip-control-muc).
 
     Its call-login (required by a real Jibri, never used by the simulated one, which
     records nothing) is ``recorder@recorder.<domain>``, as in Jitsi's own setups.
@@ -518,6 +520,11 @@ def sandbox_environment(
         control_login=Login(login_domain, username, Secret(password)),
         call_login=Login(f"recorder.{domain}", "recorder", Secret(password)),
         usage_timeout=usage_timeout,
+        sip_control_muc=(
+            ControlMuc(sip_brewery.partition("@")[2], sip_brewery.partition("@")[0], nickname)
+            if sip_brewery
+            else None
+        ),
     )
 
 

@@ -121,6 +121,9 @@ class _Link(slixmpp.ClientXMPP):
         self.jibri = jibri
         self.env = env
         self.occupant = env.control_muc.occupant
+        # A SIP gateway Jibri also joins its sip-control-muc, on the same connection, as Jibri does.
+        self.rooms = [self.occupant] + ([env.sip_control_muc.occupant] if env.sip_control_muc else [])
+        self._in: set[str] = set()  # our occupants present in their rooms right now
         # Prosody's c2s port speaks STARTTLS; slixmpp would try direct TLS first on an explicit port.
         self.enable_direct_tls = False
         self.enable_starttls = True
@@ -132,7 +135,6 @@ class _Link(slixmpp.ClientXMPP):
             self.ssl_context.check_hostname = False
             self.ssl_context.verify_mode = ssl.CERT_NONE
         self.joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # the first join
-        self.in_room = False  # our occupant is in the brewery right now
         self.reconnect = True  # off when we leave on purpose or drop the line as a fault
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("failed_all_auth", lambda _e: self._fail("authentication failed"))
@@ -158,7 +160,7 @@ class _Link(slixmpp.ClientXMPP):
 
     def _on_disconnected(self, _event: Any) -> None:
         was_joined = self.joined.done() and self.joined.exception() is None
-        self.in_room = False
+        self._in.clear()
         self._fail("disconnected")
         self.jibri._link_lost(self)
         if was_joined and self.reconnect:
@@ -171,27 +173,36 @@ class _Link(slixmpp.ClientXMPP):
         if self.reconnect and not self.is_connected():
             self.connect_first_server()
 
+    @property
+    def in_room(self) -> bool:
+        """Every room of ours (the brewery, and the SIP brewery if any) has us now."""
+        return len(self._in) == len(self.rooms)
+
     async def _on_session_start(self, _event: Any) -> None:
-        # Join the brewery with our status in the join presence itself, as Jibri does.
-        presence = self._status_presence()
-        muc = ET.SubElement(presence, f"{{{_MUC_NS}}}x")
-        ET.SubElement(muc, f"{{{_MUC_NS}}}history", {"maxstanzas": "0"})
-        self._send(presence)
+        # Join each room with our status in the join presence itself, as Jibri does.
+        for room in self.rooms:
+            presence = self._status_presence(room)
+            muc = ET.SubElement(presence, f"{{{_MUC_NS}}}x")
+            ET.SubElement(muc, f"{{{_MUC_NS}}}history", {"maxstanzas": "0"})
+            self._send(presence)
 
     def _on_presence(self, presence: StanzaBase) -> None:
         element = presence.xml
-        if element.get("from") != self.occupant or self.in_room:
+        sender = element.get("from")
+        if sender not in self.rooms or sender in self._in:
             return
         if element.get("type") == "error":
             self._fail("the brewery refused the join (nickname in use?)")
             return
         if element.get("type") != "unavailable":
-            self.in_room = True
+            self._in.add(str(sender))
+            if not self.in_room:
+                return
             if not self.joined.done():
                 self.joined.set_result(None)
             else:
                 self.jibri.reconnects += 1
-                log.info("%s: back in %s", self.env.name, self.occupant)
+                log.info("%s: back in %s", self.env.name, ", ".join(self.rooms))
             self.jibri._changed()
 
     def connect_first_server(self) -> None:
@@ -200,8 +211,8 @@ class _Link(slixmpp.ClientXMPP):
 
     # -- presence -----------------------------------------------------------
 
-    def _status_presence(self) -> ET.Element:
-        presence = ET.Element(f"{_CLIENT}presence", {"to": self.occupant})
+    def _status_presence(self, room: str) -> ET.Element:
+        presence = ET.Element(f"{_CLIENT}presence", {"to": room})
         presence.append(
             stanzas.build_jibri_status(self.jibri.dialect, self.jibri.busy_status, self.jibri.health)
         )
@@ -209,11 +220,13 @@ class _Link(slixmpp.ClientXMPP):
 
     def send_status(self) -> None:
         if self.in_room and self.is_connected():
-            self._send(self._status_presence())
+            for room in self.rooms:
+                self._send(self._status_presence(room))
 
     def leave(self) -> None:
         if self.is_connected():
-            self._send(ET.Element(f"{_CLIENT}presence", {"to": self.occupant, "type": "unavailable"}))
+            for room in self.rooms:
+                self._send(ET.Element(f"{_CLIENT}presence", {"to": room, "type": "unavailable"}))
 
     def _send(self, element: ET.Element) -> None:
         if element.tag == f"{_CLIENT}iq":
@@ -259,6 +272,8 @@ class SimulatedJibri:
         self.sends_reports = self.dialect is Dialect.CURRENT or config.sandbox.legacy_reports
         self.faults: Faults = dataclasses.replace(config.sandbox.faults)
         self.recording_modes = set(config.sandbox.recording_modes)
+        if any(env.sip_control_muc is not None for env in config.environments):
+            self.recording_modes.add(RecordingMode.SIP)  # a SIP gateway Jibri takes SIP calls
         self.starts: list[ReceivedStart] = []
         self.commands: list[stanzas.JibriCommand] = []
         self.reports: list[SentReport] = []
