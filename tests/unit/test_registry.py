@@ -163,6 +163,19 @@ def test_prefers_the_oldest_failure_then_spreads_load() -> None:
     assert sorted(picks) == ["a", "b", "c"]  # least recently picked first: the load spreads
 
 
+def test_two_controllers_order_equal_jibris_differently() -> None:
+    """Both see the same 20 idle Jibris; reaching for the same one first would make one lose."""
+    firsts = []
+    for salt in ("jibri-operator-a", "jibri-operator-b"):
+        registry = Registry(tie_salt=salt)
+        for index in range(20):
+            registry.observe(jibri(f"j{index:02d}"), 0)
+        chosen = registry.select(ENV, RecordingMode.FILE, "s1", now=1)
+        assert chosen is not None
+        firsts.append(chosen.nickname)
+    assert firsts[0] != firsts[1]
+
+
 def test_counts() -> None:
     registry = Registry()
     registry.observe(jibri("a"), 0)

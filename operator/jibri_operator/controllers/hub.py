@@ -129,7 +129,7 @@ class Hub:
         self.kube = kube
         self.nickname = nickname
         self.clock = clock
-        self.registry = Registry()
+        self.registry = Registry(tie_salt=nickname)
         self.links: dict[EnvKey, EnvironmentLink] = {}
         # Insertion-ordered, so waiting sessions are woken, and so served, oldest first; each
         # with the mode it waits for, so a pool scales only for sessions it can serve.

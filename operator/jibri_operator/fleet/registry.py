@@ -21,11 +21,15 @@ Selection follows Jicofo and improves on it where a Kubernetes operator can:
 * skip one that failed in the last ``failure_backoff`` seconds (a new idle
   presence clears that mark, as in Jicofo), then prefer the one whose last
   failure is oldest (never failed first);
-* among equals, spread load: the one picked least recently.
+* among equals, spread load: the one picked least recently, then an order
+  of its own: each registry orders Jibris by a hash salted with ``tie_salt``
+  (the operator's nickname), so two controllers sharing a brewery do not
+  both reach for the same idle Jibri first and lose the race to each other.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -125,6 +129,7 @@ class Registry:
 
     failure_backoff: float = FAILURE_BACKOFF
     reservation_ttl: float = RESERVATION_TTL
+    tie_salt: str = ""
     _entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
     # A Jibri's name in one brewery: (environment, nickname, brewery kind). A pool finds its
     # pods by name in O(1), and one pod is one name per brewery it sits in.
@@ -278,7 +283,7 @@ class Registry:
         """Choose a Jibri for ``session`` and reserve it; None when none is available."""
         excluded = set(exclude)
         best: _Entry | None = None
-        best_rank: tuple[float, float, str] | None = None
+        best_rank: tuple[float, float, bytes, str] | None = None
         for (env, occupant), entry in self._entries.items():
             if env != environment or occupant in excluded:
                 continue
@@ -287,7 +292,8 @@ class Registry:
             rank = (
                 entry.last_failure if entry.last_failure is not None else float("-inf"),
                 entry.last_picked,
-                occupant,  # a stable order, so equal choices are reproducible
+                self._order(occupant),  # stable for this registry, different for another's
+                occupant,
             )
             if best_rank is None or rank < best_rank:
                 best, best_rank = entry, rank
@@ -338,6 +344,9 @@ class Registry:
             if deadline > now
         ]
         return min(deadlines, default=None)
+
+    def _order(self, occupant: str) -> bytes:
+        return hashlib.blake2b(f"{self.tie_salt}\0{occupant}".encode(), digest_size=8).digest()
 
     def _can_do(self, entry: _Entry, mode: RecordingMode) -> bool:
         observation = entry.observation
