@@ -238,10 +238,9 @@ class ArrivalProfile:
             "borrowWeeks": self.borrow_weeks,
             "landmark": self._landmark,
             "clock": self._clock,
-            "buckets": {
-                str(key): [list(peaks), list(counts)]
-                for key, (peaks, counts) in sorted(self._buckets.items())
-            },
+            # One entry per bucket, Monday 00:00 first: 0 when never watched, a number when
+            # every watched week was quiet (its weight at level 0), else [peaks, counts].
+            "buckets": [self._encode(self._buckets.get(key)) for key in range(7 * self._per_day)],
             "open": None
             if self._open is None
             else {
@@ -270,14 +269,19 @@ class ArrivalProfile:
         landmark = data.get("landmark")
         profile._landmark = None if landmark is None else float(landmark)
         profile._clock = float(data.get("clock", 0.0))
-        for key, (peaks, counts) in (data.get("buckets") or {}).items():
-            index = int(key)
-            if not 0 <= index < 7 * profile._per_day:
-                raise ValueError(f"bucket {key} out of range")
-            profile._buckets[index] = (
-                [int(weight) for weight in peaks][: MAX_LEVEL + 1],
-                [int(weight) for weight in counts][: MAX_LEVEL + 1],
-            )
+        buckets = list(data.get("buckets") or ())
+        if len(buckets) != 7 * profile._per_day:
+            raise ValueError(f"{len(buckets)} buckets, not 7 days of {profile._per_day}")
+        for key, entry in enumerate(buckets):
+            if isinstance(entry, int):
+                if entry:
+                    profile._buckets[key] = ([entry], [entry])
+            else:
+                peaks, counts = entry
+                profile._buckets[key] = (
+                    [int(weight) for weight in peaks][: MAX_LEVEL + 1],
+                    [int(weight) for weight in counts][: MAX_LEVEL + 1],
+                )
         opened = data.get("open")
         if opened:
             profile._open = float(opened["start"])
@@ -288,6 +292,15 @@ class ArrivalProfile:
         return profile
 
     # -- inside ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _encode(bucket: tuple[list[int], list[int]] | None) -> int | list[list[int]]:
+        if bucket is None:
+            return 0
+        peaks, counts = bucket
+        if len(peaks) == len(counts) == 1 and peaks[0] == counts[0]:
+            return peaks[0]
+        return [list(peaks), list(counts)]
 
     def _slot_start(self, wall: float) -> float:
         return math.floor(wall / self.slot) * self.slot
