@@ -3,6 +3,7 @@
 ``jibri-operator run`` connects with ``--kubeconfig``, ``$KUBECONFIG``,
 ``~/.kube/config`` or the in-cluster service account, in that order, and
 watches one namespace (``-n``, repeatable) or all of them (``-A``, the default).
+``--log-format json`` writes one JSON object per log line (see :mod:`jibri_operator.logs`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import signal
 import sys
 
-from jibri_operator import __version__
+from jibri_operator import __version__, logs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="coordinate replicas through this kopf peering object (default: standalone)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="text",
+        help="text lines, or one JSON object per line for log pipelines (default: text)",
+    )
     return parser
 
 
@@ -56,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from jibri_operator.controllers.operator import OperatorOptions, run_operator
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
     options = OperatorOptions(
         kubeconfig=args.kubeconfig,
         namespaces=list(args.namespace),
