@@ -1,5 +1,5 @@
 # Every target bootstraps itself on a fresh Debian machine: a virtualenv with the
-# package and its dev extras, and Prosody from apt when it is missing.
+# package and its dev extras, and Prosody and Lua from apt when they are missing.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= .demo
 
-.PHONY: all demo test bench lint unit e2e prosody setup clean help
+.PHONY: all demo test bench lint unit e2e prosody lua setup clean help
 
 help:
 	@echo "make demo   - run the whole system on the embedded sandbox"
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) prosody
+setup: $(STAMP) prosody lua
 
 prosody:
 	@command -v prosody >/dev/null && command -v openssl >/dev/null || { \
@@ -30,6 +30,14 @@ prosody:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody openssl >/dev/null; }
 	@command -v kubectl >/dev/null || echo "warning: kubectl not found; the kubectl tests will fail" >&2
+
+# Lua runs the chart's Argo CD health scripts in the tests: 5.1 is the dialect of the
+# gopher-lua that Argo CD embeds, 5.4 the current one.
+lua:
+	@command -v lua5.1 >/dev/null && command -v lua5.4 >/dev/null || { \
+	  echo "installing lua5.1 and lua5.4 from apt"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.1 lua5.4 >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests benchmarks
@@ -40,7 +48,7 @@ lint: $(STAMP)
 test: setup lint
 	$(BIN)/pytest tests
 
-unit: $(STAMP)
+unit: $(STAMP) lua
 	$(BIN)/pytest tests/unit
 
 e2e: setup

@@ -29,7 +29,8 @@ def tool(name: str) -> str:
         hint = {
             "helm": "`make setup` installs the pinned Helm (v3.17.2) into the PATH",
             "kubectl": "kubectl v1.32 ships with the machine image; `make setup` installs it elsewhere",
-            "lua": "`make setup` installs lua5.4 from apt",
+            "lua5.1": "`make setup` installs it from apt (Debian package lua5.1)",
+            "lua5.4": "`make setup` installs it from apt (Debian package lua5.4)",
         }.get(name, "install it")
         pytest.fail(f"{name} is not on the PATH: {hint}", pytrace=False)
     return path
