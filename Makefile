@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= .demo
 
-.PHONY: all demo test bench lint unit e2e prosody lua setup clean help
+.PHONY: all demo test bench lint unit e2e prosody lua setup generate clean help
 
 help:
 	@echo "make demo   - run the whole system on the embedded sandbox"
 	@echo "make test   - lint, then the whole test suite (real Prosody, sandbox API server)"
 	@echo "make bench  - benchmarks, printing their numbers"
 	@echo "make lint   - ruff, mypy --strict, import-linter"
+	@echo "make generate - the chart's copies of crds/ and docs/crd-reference.md, after a CRD change"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +41,8 @@ lua:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.1 lua5.4 >/dev/null; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator tests benchmarks tools
+	$(BIN)/ruff format --check operator tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -56,6 +57,11 @@ e2e: setup
 
 bench: setup
 	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# The CRDs live in crds/; the chart carries copies and the docs a reference (tests check both).
+generate: $(STAMP)
+	cp crds/*.jibri.dev.yaml charts/jibri-operator/crds/
+	$(BIN)/python tools/crd_reference.py
 
 demo: setup
 	$(BIN)/jibri-sandbox demo --dir $(DEMO_DIR)

@@ -153,7 +153,7 @@ def test_the_chart_crds_are_the_top_level_crds_byte_for_byte() -> None:
     for name, content in top.items():
         assert chart[name] == content, (
             f"charts/jibri-operator/crds/{name} differs from crds/{name}: "
-            "cp crds/*.jibri.dev.yaml charts/jibri-operator/crds/"
+            "make generate (copies crds/*.jibri.dev.yaml into the chart)"
         )
 
 
