@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import kubernetes.client
@@ -516,3 +518,37 @@ def test_a_misspelt_field_is_caught_by_the_model_check() -> None:
     pod_spec(broken)["containers"][0]["securityContxt"] = {}
     with pytest.raises(AssertionError, match="unknown field 'securityContxt'"):
         _check_model(deployment(broken), "V1Deployment", "Deployment")
+
+
+# -- NOTES.txt (helm template does not render it; helm install needs a cluster) ------------------
+
+
+def notes(values: dict[str, Any], tmp_path: Path) -> str:
+    """NOTES.txt rendered by Helm: a copy of the chart with the notes moved into a ConfigMap."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "NOTES.txt").rename(chart / "notes.txt")
+    (chart / "templates" / "notes-probe.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ tpl (.Files.Get "notes.txt") . | quote }}\n'
+    )
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    probe = ["--show-only", "templates/notes-probe.yaml"]
+    result = run(
+        [tool("helm"), "template", RELEASE, str(chart), "-n", NAMESPACE, "-f", str(values_file), *probe]
+    )
+    assert result.returncode == 0, result.stderr
+    return str(yaml.safe_load(result.stdout)["data"]["notes"])
+
+
+def test_notes_tell_how_to_check_upgrade_crds_and_what_uninstall_leaves(tmp_path: Path) -> None:
+    text = notes({}, tmp_path / "defaults")
+    assert "It watches every namespace" in text
+    assert f"rollout status deployment/{FULLNAME}" in text
+    assert "kubectl apply --server-side" in text and "crds/" in text
+    assert "`helm uninstall` leaves the CRDs" in text
+    text = notes({**TOGGLES["rbac.namespaced"], "replicaCount": 0, **_all_on()}, tmp_path / "toggled")
+    assert "the namespace(s): team-a, team-b" in text and "RBAC scope: namespaced" in text
+    assert "the operator is paused" in text
+    assert "ServiceMonitor" in text and "dashboard" in text
