@@ -6,6 +6,8 @@ watches one namespace (``-n``, repeatable) or all of them (``-A``, the default).
 ``jibri-operator render-config POOL`` prints what that pool's pods would get: the
 rendered jibri.conf, the Jibri container's environment (secret values redacted
 unless ``--show-secrets``) and the pod.
+
+``--log-format json`` writes one JSON object per log line (see :mod:`jibri_operator.logs`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import signal
 import sys
 
-from jibri_operator import __version__
+from jibri_operator import __version__, logs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="coordinate replicas through this kopf peering object (default: standalone)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="text",
+        help="text lines, or one JSON object per line for log pipelines (default: text)",
+    )
     render = commands.add_parser(
         "render-config", help="print the jibri.conf, environment and pod a JibriPool's pods would get"
     )
@@ -88,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return render_config(args)
     from jibri_operator.controllers.operator import OperatorOptions, run_operator
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
     options = OperatorOptions(
         kubeconfig=args.kubeconfig,
         namespaces=list(args.namespace),

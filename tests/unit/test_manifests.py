@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from deploy import ROOT, entrypoint, kustomize
 
 from jibri_operator.cli import build_parser
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def objects() -> dict[tuple[str, str], dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("kubectl is needed to build the kustomize base")
-    built = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "manifests")], capture_output=True, text=True, check=True
-    )
-    return {(doc["kind"], doc["metadata"]["name"]): doc for doc in yaml.safe_load_all(built.stdout)}
+    return {(doc["kind"], doc["metadata"]["name"]): doc for doc in kustomize(ROOT / "manifests")}
 
 
 def test_every_part_is_there(objects: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -33,6 +22,8 @@ def test_every_part_is_there(objects: dict[tuple[str, str], dict[str, Any]]) -> 
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "Deployment",
         "Service",
     }
@@ -45,8 +36,9 @@ def test_the_deployment_runs_a_valid_command_as_its_service_account(
 ) -> None:
     pod = objects[("Deployment", "jibri-operator")]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    build_parser().parse_args(container["args"])  # the image's entry point is `jibri-operator`
-    assert container["image"] == "jibri-operator:0.1.0"
+    assert entrypoint()[0] == "jibri-operator"
+    build_parser().parse_args(entrypoint()[1:] + container["args"])
+    assert container["image"] == "ghcr.io/jibri-operator/jibri-operator:0.1.0"
     binding = objects[("ClusterRoleBinding", "jibri-operator")]
     assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
     assert (
@@ -78,3 +70,18 @@ def test_the_role_allows_what_the_operator_does(objects: dict[tuple[str, str], d
         assert allowed("", "pods", verb)
     assert allowed("", "events", "create")
     assert allowed("", "namespaces", "watch")
+
+
+def test_the_leader_election_lease_is_granted_in_the_operator_namespace_only(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    cluster_rules = objects[("ClusterRole", "jibri-operator")]["rules"]
+    assert not any("coordination.k8s.io" in rule["apiGroups"] for rule in cluster_rules)
+    role = objects[("Role", "jibri-operator-leader-election")]
+    assert role["metadata"]["namespace"] == "jibri-operator"
+    (rule,) = role["rules"]
+    assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"]
+    assert set(rule["verbs"]) == {"get", "list", "watch", "create", "update", "patch"}
+    binding = objects[("RoleBinding", "jibri-operator-leader-election")]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == "jibri-operator"
