@@ -149,8 +149,13 @@ async def test_pool_scales_up_on_demand_and_down_only_idle_pods(world: World) ->
         )
         assert recording["s2"] in world.pods(), "a recording pod is never removed"
         assert env.phase("s2") == "Recording"
-        reasons = {event.reason for event in world.cluster.events(env.namespace)}
-        assert {"ScaledUp", "ScaledDown"} <= reasons
+        await eventually(  # the idle pod is labelled draining first, removed a moment later
+            lambda: (
+                {"ScaledUp", "ScaledDown"} <= {event.reason for event in world.cluster.events(env.namespace)}
+            ),
+            10,
+            "ScaledUp and ScaledDown events",
+        )
     except (AssertionError, TimeoutError) as error:
         raise AssertionError(
             f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"

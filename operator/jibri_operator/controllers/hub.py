@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from jibri_operator import metrics
 from jibri_operator.api.types import BreweryKind, RecordingMode
@@ -42,6 +43,18 @@ class JibriSeen:
 @dataclass(frozen=True)
 class BreweryLost:
     pass
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A RecordingSession was created in an environment: what a pool learns its demand from."""
+
+    uid: str
+    at: float  # wall clock (epoch seconds) of its creation
+    mode: RecordingMode
+
+
+ARRIVALS_KEPT: Final = 600.0  # seconds of arrivals replayed to a pool that starts watching late
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,8 @@ class Hub:
         self._waiting: dict[EnvKey, dict[SessionInbox, RecordingMode]] = {}
         self._running_on: dict[tuple[EnvKey, str], SessionInbox] = {}
         self._watchers: dict[EnvKey, list[Callable[[], None]]] = {}
+        self._arrivals: dict[EnvKey, deque[Arrival]] = {}
+        self._arrival_watchers: dict[EnvKey, list[Callable[[Arrival], None]]] = {}
         self.ended: set[str] = set()  # nicknames of Jibris whose recording ended (single-use: spent)
 
     # -- environments -------------------------------------------------------------
@@ -168,6 +183,22 @@ class Hub:
         """Call ``callback`` on every presence change in ``key``; returns the way to stop."""
         self._watchers.setdefault(key, []).append(callback)
         return lambda: self._watchers.get(key, []).remove(callback)
+
+    def session_arrived(self, key: EnvKey, arrival: Arrival) -> None:
+        """Tell the pools serving ``key``; kept a while for pools that start watching later."""
+        kept = self._arrivals.setdefault(key, deque())
+        kept.append(arrival)
+        while kept and kept[0].at < arrival.at - ARRIVALS_KEPT:
+            kept.popleft()
+        for callback in list(self._arrival_watchers.get(key, ())):
+            callback(arrival)
+
+    def watch_arrivals(self, key: EnvKey, callback: Callable[[Arrival], None]) -> Callable[[], None]:
+        """Call ``callback`` for each session created in ``key``, the recent ones first."""
+        for arrival in list(self._arrivals.get(key, ())):
+            callback(arrival)
+        self._arrival_watchers.setdefault(key, []).append(callback)
+        return lambda: self._arrival_watchers.get(key, []).remove(callback)
 
     def recording_ended(self, nickname: str) -> None:
         self.ended.add(nickname)

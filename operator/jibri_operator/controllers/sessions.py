@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -69,6 +70,7 @@ from jibri_operator.api.types import (
     RecordingStatus,
 )
 from jibri_operator.controllers.hub import (
+    Arrival,
     BreweryLost,
     EnvKey,
     Hub,
@@ -89,6 +91,15 @@ from jibri_operator.xmpp.stanzas import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _epoch(timestamp: str) -> float:
+    """An RFC 3339 timestamp as the API writes them (whole seconds, Z), in epoch seconds; now if unreadable."""
+    try:
+        return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return time.time()
+
 
 TERMINAL: Final = frozenset({Phase.COMPLETED.value, Phase.FAILED.value})
 STOP_TIMEOUT: Final = 30.0  # how long deletion waits for a Jibri to confirm it stopped
@@ -190,6 +201,9 @@ class SessionRunner:
         try:
             if self.status.get("phase") in TERMINAL:
                 return
+            created = self.body.metadata.get("creationTimestamp")
+            if created and stopped is not None:
+                self.hub.session_arrived(self.env_key, Arrival(self.uid, _epoch(str(created)), self.mode))
             await self._resume()
             while True:
                 if self.current is None:
@@ -277,13 +291,7 @@ class SessionRunner:
     def _recorded_for(self) -> float:
         """Seconds since status.startedAt (wall clock), so maxDuration survives a restart."""
         started = self.status.get("startedAt")
-        if not started:
-            return 0.0
-        try:
-            begun = datetime.strptime(str(started), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        except ValueError:
-            return 0.0
-        return max(0.0, (datetime.now(UTC) - begun).total_seconds())
+        return max(0.0, time.time() - _epoch(str(started))) if started else 0.0
 
     async def _wait_joined(self) -> None:
         """Wait until the environment's client has joined (and so knows every Jibri).

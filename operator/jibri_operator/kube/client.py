@@ -22,6 +22,9 @@ from jibri_operator.api.secret import Secret
 _T = TypeVar("_T")
 
 
+__all__ = ["ApiException", "Kube", "SecretMissing", "load_config"]
+
+
 class SecretMissing(LookupError):
     """A referenced Secret or key does not exist. The message names them, never a value."""
 
@@ -58,6 +61,7 @@ class Kube:
         self.api_client = api_client
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.policy = kubernetes.client.PolicyV1Api(api_client)
 
     def close(self) -> None:
         self.api_client.close()
@@ -166,4 +170,59 @@ class Kube:
         if (current.data or {}) == encoded:
             return False
         await self._call(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
+        return True
+
+    # -- a pool's ConfigMap (its learned arrival profile), its PDB and its pods' labels ---------------
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data; None when it does not exist."""
+        try:
+            config_map = await self._call(self.core.read_namespaced_config_map, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(config_map.data or {})
+
+    async def ensure_config_map(
+        self, namespace: str, name: str, data: dict[str, str], owner: dict[str, Any], labels: dict[str, str]
+    ) -> None:
+        """Create a ConfigMap owned by ``owner``, or replace its data."""
+        try:
+            await self._call(self.core.patch_namespaced_config_map, name, namespace, {"data": data})
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            body = {"metadata": {"name": name, "labels": labels, "ownerReferences": [owner]}, "data": data}
+            await self._call(self.core.create_namespaced_config_map, namespace, body)
+
+    async def ensure_pod_disruption_budget(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create a PodDisruptionBudget, or bring its spec to ``body``'s; True when it changed."""
+        name = body["metadata"]["name"]
+        try:
+            current = await self._call(self.policy.read_namespaced_pod_disruption_budget, name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            await self._call(self.policy.create_namespaced_pod_disruption_budget, namespace, body)
+            return True
+        spec = self.api_client.sanitize_for_serialization(current.spec) or {}
+        if all(spec.get(key) == value for key, value in body["spec"].items()):
+            return False
+        await self._call(
+            self.policy.patch_namespaced_pod_disruption_budget, name, namespace, {"spec": body["spec"]}
+        )
+        return True
+
+    async def patch_pod_metadata(
+        self, namespace: str, name: str, labels: dict[str, str | None], annotations: dict[str, str | None]
+    ) -> bool:
+        """Merge labels and annotations into a pod (None removes one). False when the pod is gone."""
+        body = {"metadata": {"labels": labels, "annotations": annotations}}
+        try:
+            await self._call(self.core.patch_namespaced_pod, name, namespace, body)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
         return True
