@@ -42,6 +42,15 @@ class World:
     def status(self) -> dict[str, Any]:
         return dict(self.pool().get("status") or {})
 
+    def kubectl(self, *args: str) -> str:
+        done = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), "-n", self.env.namespace, *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout
+
     def pods(self) -> dict[str, dict[str, Any]]:
         items = self.cluster.core.list_namespaced_pod(
             self.env.namespace, label_selector="jibri.dev/pool=recorders"

@@ -58,6 +58,15 @@ ARRIVALS_KEPT: Final = 600.0  # seconds of arrivals replayed to a pool that star
 
 
 @dataclass(frozen=True)
+class PoolClaim:
+    """What a pool serves, for sharing out the sessions waiting in its environments."""
+
+    environments: tuple[EnvKey, ...]
+    modes: frozenset[RecordingMode]
+    room: int  # pods it may still add
+
+
+@dataclass(frozen=True)
 class CapacityChanged:
     """A Jibri may have become available, or the brewery was joined."""
 
@@ -152,6 +161,7 @@ class Hub:
         self._arrivals: dict[EnvKey, deque[Arrival]] = {}
         self._arrival_watchers: dict[EnvKey, list[Callable[[Arrival], None]]] = {}
         self.ended: set[str] = set()  # nicknames of Jibris whose recording ended (single-use: spent)
+        self.pools: dict[tuple[str, str], PoolClaim] = {}
 
     # -- environments -------------------------------------------------------------
 
@@ -240,7 +250,11 @@ class Hub:
 
     def wait(self, key: EnvKey, inbox: SessionInbox, mode: RecordingMode) -> None:
         """Post :class:`CapacityChanged` to ``inbox`` whenever ``key`` may have a Jibri for it."""
-        self._waiting.setdefault(key, {}).setdefault(inbox, mode)
+        waiting = self._waiting.setdefault(key, {})
+        if inbox not in waiting:
+            waiting[inbox] = mode
+            for callback in list(self._watchers.get(key, ())):
+                callback()  # a pool serving ``key`` may have to grow for it, now
 
     def unwait(self, key: EnvKey, inbox: SessionInbox) -> None:
         self._waiting.get(key, {}).pop(inbox, None)
@@ -251,6 +265,26 @@ class Hub:
         if modes is None:
             return len(waiting)
         return sum(1 for mode in waiting.values() if mode in modes)
+
+    def waiting_for_pool(self, pool: tuple[str, str]) -> int:
+        """The waiting sessions this pool should scale for. Each waiting session counts for one
+        pool only: the first (by name) serving its environment and mode that can still grow,
+        or the first at all when none can (so it reports the limit); two pools serving one
+        environment never both start a pod for the same session."""
+        claim = self.pools.get(pool)
+        if claim is None:
+            return 0
+        count = 0
+        for key in claim.environments:
+            for mode in self._waiting.get(key, {}).values():
+                if mode not in claim.modes:
+                    continue
+                serving = sorted(
+                    p for p, c in self.pools.items() if key in c.environments and mode in c.modes
+                )
+                growing = [p for p in serving if self.pools[p].room > 0]
+                count += (growing or serving)[0] == pool
+        return count
 
     def mark_unable(self, key: EnvKey, occupant: str, mode: RecordingMode) -> None:
         """A Jibri refused ``mode`` for good; the environment's status shows it."""

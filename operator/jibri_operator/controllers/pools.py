@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import logging
 import time
@@ -28,7 +29,7 @@ from jibri_operator.api.conditions import now_rfc3339, set_condition
 from jibri_operator.api.constants import API_VERSION, KIND_POOL, PLURAL_ENVIRONMENT, PLURAL_POOL
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.types import BreweryKind, BusyStatus, Health, RecordingMode
-from jibri_operator.controllers.hub import ARRIVALS_KEPT, Arrival, EnvKey, Hub, env_label
+from jibri_operator.controllers.hub import ARRIVALS_KEPT, Arrival, EnvKey, Hub, PoolClaim, env_label
 from jibri_operator.fleet.policy import Decision, PodState, PodView, PoolSpec, anticipate, decide
 from jibri_operator.fleet.profile import ArrivalProfile
 from jibri_operator.fleet.schedule import Schedule, ScheduleError
@@ -53,6 +54,8 @@ PROFILE_KEY: Final = "profile.json"
 # A pod chosen for removal is claimed and labelled draining, then removed only if its Jibri is
 # still idle this long after: a recording another controller started meanwhile keeps it.
 DRAIN_RECHECK: Final = 1.0
+STUCK_MARGIN: Final = 300.0  # seconds busy past the longest usage-timeout before a Jibri is stuck
+CONFIG_HASH: Final = "jibri.dev/config-hash"  # of the jibri.conf and template a pod was made from
 
 
 class PoolProblem(Exception):
@@ -129,7 +132,16 @@ def disruption_budget(pool: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_pod(pool: Mapping[str, Any], environments: Sequence[JibriEnvironment]) -> dict[str, Any]:
+def config_hash(pool: Mapping[str, Any], conf: str) -> str:
+    """What a pod is made from (its jibri.conf, the template, the delivery): a changed one rolls out."""
+    spec = pool["spec"]
+    made_of = {"conf": conf, "template": spec.get("template"), "delivery": spec.get("configDelivery")}
+    return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_pod(
+    pool: Mapping[str, Any], environments: Sequence[JibriEnvironment], made_from: str | None = None
+) -> dict[str, Any]:
     """A pod from ``spec.template``, its Jibri container given its jibri.conf the way
     ``spec.configDelivery`` says (see ``jibriconf.delivery``), owned and labelled by the pool."""
     name = pool["metadata"]["name"]
@@ -151,6 +163,8 @@ def build_pod(pool: Mapping[str, Any], environments: Sequence[JibriEnvironment])
     metadata.pop("name", None)
     metadata["labels"] = {**(metadata.get("labels") or {}), **pool_labels(name)}
     metadata["ownerReferences"] = [owner_reference(pool)]
+    if made_from is not None:
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), CONFIG_HASH: made_from}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
 
 
@@ -256,6 +270,7 @@ class PoolRunner:
         self._reason = str(((body.get("status") or {}).get("desiredBreakdown") or {}).get("reason") or "")
         self.draining: dict[str, float] = {}  # pod -> when to look again before removing it
         self._unshielded = False
+        self._config_hash: str | None = None  # of what new pods are made from
 
     @property
     def env_keys(self) -> list[EnvKey]:
@@ -282,6 +297,7 @@ class PoolRunner:
                 unwatch()
             for name in self.states:
                 self.hub.registry.forget_pod(self._identity(name))
+            self.hub.pools.pop((self.namespace, self.name), None)
 
     async def reconcile(self) -> float:
         """One pass; returns how long the next one may wait without a poke."""
@@ -311,7 +327,13 @@ class PoolRunner:
             idle_target=int(spec.get("idleTarget", 1)),
             scale_down_delay=parse_duration(spec.get("scaleDownDelay") or "5m"),
         )
-        waiting = sum(self.hub.waiting(key, pool_modes(spec)) for key in self.env_keys)
+        staying = sum(
+            1 for v in views if v.state not in (PodState.SPENT, PodState.BROKEN, PodState.TERMINATING)
+        )
+        self.hub.pools[(self.namespace, self.name)] = PoolClaim(
+            tuple(self.env_keys), frozenset(pool_modes(spec)), max(0, policy.maximum - staying)
+        )
+        waiting = self.hub.waiting_for_pool((self.namespace, self.name))
         ahead = await self._anticipate(spec)
         decision = decide(policy, views, waiting, self.hub.clock(), self.surplus_since, ahead)
         self.surplus_since = decision.surplus_since
@@ -407,6 +429,7 @@ class PoolRunner:
         except DeliveryProblem as problem:
             raise PoolProblem(str(problem)) from None
         build_pod(self.body, environments)  # a pod that cannot be built is a problem to report now
+        self._config_hash = config_hash(self.body, text)
         owner = owner_reference(self.body)
         changed = await self.hub.kube.ensure_secret(
             self.namespace, conf_secret_name(self.name), {CONF_KEY: text}, owner, pool_labels(self.name)
@@ -439,6 +462,8 @@ class PoolRunner:
         modes = pool_modes(self.body.spec)
         # A pod whose Jibri has not joined by then will not: it is replaced.
         startup_grace = parse_duration(self.body.spec.get("startupGrace") or "5m")
+        limits = [env.usage_timeout_minutes for env in self._environments]
+        stuck_after = max(limits) * 60 + STUCK_MARGIN if limits and 0 not in limits else None
         for pod in pods:
             name = pod["metadata"]["name"]
             seen.add(name)
@@ -446,10 +471,19 @@ class PoolRunner:
             self.hub.registry.declare_pod(self._identity(name), name, environments, modes)
             state = self._state(pod, single_use)
             previous = self.states.get(name)
-            if previous is not None and previous[0] is PodState.BROKEN and state is PodState.STARTING:
+            if previous is not None and previous[0] is PodState.BROKEN:
                 state = PodState.BROKEN  # it stays broken until it is gone
             since = previous[1] if previous is not None and previous[0] is state else now
             if state is PodState.STARTING and now - since > startup_grace:
+                state, since = PodState.BROKEN, now
+            if state is PodState.BUSY and stuck_after is not None and now - since > stuck_after:
+                # Jibri's own usage-timeout should have ended any recording by now: it is stuck.
+                kopf.warn(
+                    self.body,
+                    reason="StuckJibri",
+                    message=f"{name} has been busy for {(now - since) / 60:.0f} min, past every"
+                    " environment's usage-timeout: replacing it",
+                )
                 state, since = PodState.BROKEN, now
             self.states[name] = (state, since)
             if name in self.draining:
@@ -457,7 +491,8 @@ class PoolRunner:
                     state = PodState.TERMINATING  # on its way out: not headroom, not to be chosen again
                 elif state is not PodState.TERMINATING:
                     self._cancel_drain(name, f"its Jibri turned {state.value} while it was being removed")
-            views.append(PodView(name, state, since))
+            made_from = (pod["metadata"].get("annotations") or {}).get(CONFIG_HASH)
+            views.append(PodView(name, state, since, outdated=made_from != self._config_hash))
         for gone in set(self.states) - seen:
             del self.states[gone]
             self.hub.ended.discard(gone)
@@ -486,7 +521,8 @@ class PoolRunner:
 
     async def _act(self, decision: Decision, pods: list[dict[str, Any]]) -> list[str]:
         for _ in range(decision.create):
-            created = await self.hub.kube.create_pod(self.namespace, build_pod(self.body, self._environments))
+            new_pod = build_pod(self.body, self._environments, self._config_hash)
+            created = await self.hub.kube.create_pod(self.namespace, new_pod)
             kopf.info(self.body, reason="ScaledUp", message=f"created {created}: {decision.reason}")
         by_name = {pod["metadata"]["name"]: pod for pod in pods}
         removed = []
