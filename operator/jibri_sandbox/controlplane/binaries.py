@@ -26,6 +26,11 @@ def search_path() -> list[Path]:
     return [*folders, REPO_BIN]
 
 
+def pinned_bin() -> Path | None:
+    """The folder of the pinned binaries, if there is one (for PATH: kubectl and helm are there too)."""
+    return next((folder for folder in search_path() if folder.is_dir()), None)
+
+
 def find(name: str) -> Path:
     """The first executable `name` in $JIBRI_SANDBOX_K8S_BIN, .cache/k8s/bin, or $PATH."""
     for folder in search_path():
