@@ -28,7 +28,7 @@ GO_BUILD := go build -trimpath
 export PATH := $(K8S_BIN):$(PATH)
 export JIBRI_SANDBOX_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all demo test bench lint unit e2e prosody setup clean clean-k8s help control-plane kubectl-helm demo-real
+.PHONY: all demo test bench lint unit e2e prosody setup clean clean-k8s help control-plane kubectl-helm demo-real pin-k8s
 
 help:
 	@echo "make demo   - run the whole system on the embedded sandbox"
@@ -65,6 +65,11 @@ $(K8S_STAMP):
 	    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager && \
 	  $(GO_ENV) $(GO_BUILD) -ldflags="-s -w" -o $(K8S_BIN)/etcd go.etcd.io/etcd/server/v3
 	touch $@
+
+# Re-pin tools/k8s to another release: every staging module replaced, then go mod tidy.
+pin-k8s:
+	@[ -n "$(K8S_VERSION)" ] || { echo "usage: make pin-k8s K8S_VERSION=v1.34.4" >&2; exit 1; }
+	$(GO_ENV) $(PYTHON) tools/k8s/pin.py $(K8S_VERSION)
 
 $(KUBECTL_STAMP):
 	@command -v npm >/dev/null || { \

@@ -9,6 +9,7 @@ wait is on a condition with a timeout. One control plane serves the whole sessio
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import re
 import shutil
@@ -23,11 +24,21 @@ from control_plane_fixture import REAL_NODE, ROOT, kubectl, new_namespace
 
 from jibri_sandbox.apiserver import kubeconfig as kubeconfig_file
 from jibri_sandbox.controlplane import ADMIN_USER, OPERATOR_USER, ControlPlane
-from jibri_sandbox.controlplane.binaries import find
+from jibri_sandbox.controlplane.binaries import find, pinned_bin
 from jibri_sandbox.up import Sandbox
 
 pytestmark = pytest.mark.e2e
 GO_MOD = (ROOT / "tools" / "k8s" / "go.mod").read_text()
+
+
+def staging_modules(kubernetes_go_mod: str) -> list[str]:
+    """tools/k8s/pin.py's own reading of k8s.io/kubernetes's go.mod (it writes the replaces checked here)."""
+    spec = importlib.util.spec_from_file_location("k8s_pin", ROOT / "tools" / "k8s" / "pin.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found: list[str] = module.staging_modules(kubernetes_go_mod)
+    return found
 
 
 def pinned(module: str) -> str:
@@ -95,6 +106,21 @@ def test_our_crds_are_accepted_with_schemas_printer_columns_and_explain(
     } <= set(listed)
     explained = kubectl(kc, "explain", "recordingsession.spec.maxAttempts")
     assert "maxAttempts" in explained and "retryable failures" in explained, explained
+
+
+def test_every_staging_module_is_replaced_by_its_release() -> None:
+    """The pinned go.mod maps each module k8s.io/kubernetes keeps in ./staging to its v0.X.Y release."""
+    version = pinned("k8s.io/kubernetes")
+    release = "v0." + version.removeprefix("v1.")
+    bin_dir = pinned_bin()
+    assert bin_dir is not None, "no pinned binaries: run `make control-plane`"
+    upstream = (
+        bin_dir.parent / "gomod" / "cache" / "download" / "k8s.io" / "kubernetes" / "@v" / f"{version}.mod"
+    )
+    staging = staging_modules(upstream.read_text())
+    assert len(staging) > 25, staging
+    for module in staging:
+        assert f"\t{module} => {module} {release}\n" in GO_MOD, f"{module} is not replaced by {release}"
 
 
 def test_admin_uses_the_cluster_with_kubectl(real_control_plane: ControlPlane) -> None:
