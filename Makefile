@@ -24,8 +24,9 @@ KUBECTL_STAMP := $(K8S_BIN)/.kubectl-helm-$(KUBECTL_PINS)
 GO_ENV := GOMODCACHE=$(K8S_CACHE)/gomod GOCACHE=$(K8S_CACHE)/gocache GOFLAGS="-mod=readonly -buildvcs=false" \
 	GOTOOLCHAIN=local CGO_ENABLED=0
 GO_BUILD := go build -trimpath
-# Tests and the demo use the pinned kubectl and helm, not whatever the machine has.
-export PATH := $(K8S_BIN):$(PATH)
+# Tests and the demo use the pinned kubectl and helm, not whatever the machine has;
+# Go's own install folder comes last, for a shell whose PATH lacks it.
+export PATH := $(K8S_BIN):$(PATH):/usr/local/go/bin
 export JIBRI_SANDBOX_K8S_BIN := $(K8S_BIN)
 
 .PHONY: all demo test bench lint unit e2e prosody setup clean clean-k8s help control-plane kubectl-helm demo-real pin-k8s
