@@ -169,6 +169,10 @@ def test_token_request_issues_service_account_tokens(
     me = whoami(bot)
     assert me["username"] == f"system:serviceaccount:{ns}:bot"
     assert me["extra"]["authentication.kubernetes.io/credential-id"], "a bound token, with its JTI"
+    # the launcher's own way to log in as a service account (as manifests/ binds one)
+    as_bot = real_control_plane.service_account_kubeconfig(ns, "bot", tmp_path / "helper.kubeconfig")
+    assert whoami(as_bot)["username"] == f"system:serviceaccount:{ns}:bot"
+    assert kubectl(as_bot, "auth", "can-i", "list", "pods", check=False).strip() == "no"
 
 
 def test_a_pod_runs_through_the_sandbox_kubelet(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import shutil
 import socket
@@ -276,6 +277,38 @@ class ControlPlane:
     def api_status(self, path: str, namespace: str = "default") -> int:
         """The admin's GET of a namespaced core object, e.g. `serviceaccounts/default`: 200, 404..."""
         return _status(f"{self.url}/api/v1/namespaces/{namespace}/{path}", self._ca_context, self.admin.token)
+
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path | None = None, expiration: int = 86_400
+    ) -> Path:
+        """A kubeconfig that logs in as a service account, with a token from TokenRequest.
+
+        For running something as exactly what a manifest binds (e.g. the ServiceAccount
+        manifests/rbac.yaml grants the operator's ClusterRole to); the account must exist.
+        """
+        body = json.dumps(
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": expiration},
+            }
+        )
+        request = urllib.request.Request(  # noqa: S310  (our own API server on loopback)
+            f"{self.url}/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            data=body.encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {self.admin.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=self._ca_context) as response:  # noqa: S310
+                token: str = json.loads(response.read())["status"]["token"]
+        except urllib.error.HTTPError as error:
+            raise RuntimeError(
+                f"TokenRequest for {namespace}/{name}: HTTP {error.code} {error.reason}"
+            ) from None
+        path = path or self.directory / f"{namespace}.{name}.kubeconfig"
+        kubeconfig_file.write(path, self.url, (self.state / "pki" / "ca.crt").read_bytes(), token, namespace)
+        return path
 
     # --- state and stop ---------------------------------------------------------------------------------
 
