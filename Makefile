@@ -33,7 +33,7 @@ export JIBRI_SANDBOX_K8S_BIN := $(K8S_BIN)
 
 help:
 	@echo "make demo   - run the whole system on the embedded sandbox"
-	@echo "make test   - lint, then the whole test suite (real Prosody, sandbox API server)"
+	@echo "make test   - lint, then the whole test suite (real Prosody; emulated and real control planes)"
 	@echo "make bench  - benchmarks, printing their numbers"
 	@echo "make lint   - ruff, mypy --strict, import-linter"
 	@echo "make demo-real - the demo on a real control plane (etcd, kube-apiserver, kube-controller-manager)"
