@@ -2,6 +2,7 @@
 
 import pytest
 from apiserver_fixture import apiserver  # noqa: F401
+from control_plane_fixture import real_control_plane, real_crds, real_sandbox  # noqa: F401
 from operator_fixture import cluster, env, operator  # noqa: F401
 from sim import jibris  # noqa: F401
 
