@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -10,8 +11,14 @@ from typing import Any
 
 import pytest
 
+from jibri_sandbox.controlplane.binaries import pinned_bin
 from jibri_sandbox.jibri import JibriConfig, SandboxSettings, SimulatedJibri, sandbox_environment
 from jibri_sandbox.prosody import Prosody
+
+# The pinned kubectl and helm (`make control-plane`) come before whatever the machine has,
+# as under `make test`, also when pytest is run by hand.
+if (PINNED_BIN := pinned_bin()) is not None:
+    os.environ["PATH"] = f"{PINNED_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 AccountFactory = Callable[..., tuple[str, str]]
 

@@ -12,6 +12,10 @@ import sys
 
 COMMANDS = {
     "apiserver": ("jibri_sandbox.apiserver.cli", "a Kubernetes API server emulation over HTTPS"),
+    "controlplane": (
+        "jibri_sandbox.controlplane.cli",
+        "etcd, kube-apiserver and kube-controller-manager (make control-plane builds them)",
+    ),
     "kubelet": (
         "jibri_sandbox.kubelet.cli",
         "run the sandbox node's pods (Jibri pods become simulated Jibris)",

@@ -36,7 +36,7 @@ import yaml
 
 from jibri_operator.api.types import Dialect
 from jibri_sandbox.jibri import SandboxSettings, render_sandbox_jibri_conf, sandbox_environment
-from jibri_sandbox.up import Sandbox
+from jibri_sandbox.up import CONTROL_PLANES, Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
@@ -303,6 +303,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--hold", dest="hold", action="store_true", default=None, help="keep serving until Ctrl-C"
     )
     hold.add_argument("--no-hold", dest="hold", action="store_false", help="exit when the story is told")
+    parser.add_argument(
+        "--control-plane",
+        choices=CONTROL_PLANES,
+        default="emulated",
+        help="the API server emulation (default), or etcd + kube-apiserver + kube-controller-manager",
+    )
     return parser.parse_args(argv)
 
 
@@ -315,8 +321,8 @@ def main(argv: list[str]) -> int:
     if args.dir.exists():
         for stale in ("kubeconfig", "xmpp.json"):
             (args.dir / stale).unlink(missing_ok=True)
-    say(f"Starting the sandbox in {args.dir}: API server, kubelet, Prosody")
-    with Sandbox(args.dir, startup_delay=1.0) as sandbox:
+    say(f"Starting the sandbox in {args.dir}: API server ({args.control_plane}), kubelet, Prosody")
+    with Sandbox(args.dir, startup_delay=1.0, control_plane=args.control_plane) as sandbox:
         print(json.dumps({k: sandbox.xmpp[k] for k in ("host", "port", "domain", "brewery")}), flush=True)
         demo = Demo(sandbox)
         try:  # whatever goes wrong, the operator process must not outlive the demo

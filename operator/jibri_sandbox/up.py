@@ -4,6 +4,12 @@
         sandbox.kubeconfig        # DIR/kubeconfig, for kubectl, kopf and the operator
         sandbox.xmpp              # what DIR/xmpp.json holds: server, domains, brewery, CA, accounts
 
+The control plane is the emulated API server (`control_plane="emulated"`, the
+default: one process, up in a second) or a real one (`"real"`: etcd,
+kube-apiserver with RBAC and kube-controller-manager, see
+jibri_sandbox.controlplane; it also writes DIR/operator.kubeconfig, a login
+bound to nothing). Either writes the same DIR/kubeconfig (admin), and nothing
+after it can tell them apart.
 The API server and the kubelet run as child processes (so the kubelet's pods
 are real processes of a real node, and a crash of one part is visible); Prosody
 is `jibri_sandbox.prosody.Prosody`. DIR/xmpp.json is written last: once it
@@ -16,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -31,6 +36,8 @@ from types import TracebackType
 from typing import Any
 
 from jibri_sandbox.apiserver.testing import RunningApiServer, start_process
+from jibri_sandbox.children import term_with_parent
+from jibri_sandbox.controlplane import ControlPlane
 from jibri_sandbox.prosody import Prosody
 
 log = logging.getLogger(__name__)
@@ -38,11 +45,7 @@ BREWERY_ROOM = "jibribrewery"
 CONTROL_USER = "jibri-operator"
 JIBRI_USER = "jibri"
 FOCUS_USER = "focus"  # `jibri-sandbox focus`, the Jicofo-like controller
-
-
-def _term_with_parent() -> None:  # in the kubelet child, before exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+CONTROL_PLANES = ("emulated", "real")
 
 
 class Sandbox:
@@ -57,7 +60,11 @@ class Sandbox:
         restart_backoff: float = 10.0,
         prosody: bool = True,
         timeout: float = 30.0,
+        control_plane: str = "emulated",
     ):
+        if control_plane not in CONTROL_PLANES:
+            raise ValueError(f"control_plane must be one of {CONTROL_PLANES}, not {control_plane!r}")
+        self.control_plane_kind = control_plane
         self.directory = Path(directory).resolve()
         self.node_name = node_name
         self.startup_delay = startup_delay
@@ -68,6 +75,8 @@ class Sandbox:
         self.xmpp_json = self.directory / "xmpp.json"
         self.xmpp: dict[str, Any] = {}
         self.apiserver: RunningApiServer | None = None
+        self.control_plane: ControlPlane | None = None
+        self.operator_kubeconfig: Path | None = None  # the real control plane's login bound to nothing
         self.prosody: Prosody | None = None
         self.kubelet: subprocess.Popen[bytes] | None = None
 
@@ -84,7 +93,12 @@ class Sandbox:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.xmpp_json.unlink(missing_ok=True)
         try:
-            self.apiserver = start_process(self.directory, timeout=self.timeout)
+            if self.control_plane_kind == "real":
+                # a cold kube-apiserver on a busy 2-core machine can take far longer than the emulation
+                self.control_plane = ControlPlane(self.directory, timeout=max(self.timeout, 90.0)).start()
+                self.operator_kubeconfig = self.control_plane.operator_kubeconfig
+            else:
+                self.apiserver = start_process(self.directory, timeout=self.timeout)
             if self.with_prosody:
                 self.prosody = Prosody(self.directory / "prosody")
                 self.prosody.start()
@@ -116,7 +130,7 @@ class Sandbox:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,  # Ctrl-C is ours to turn into an orderly stop
-                preexec_fn=_term_with_parent,
+                preexec_fn=term_with_parent,
             )
         deadline = time.monotonic() + self.timeout
         while not ready.exists():
@@ -144,6 +158,8 @@ class Sandbox:
         """Which part has died on its own, if any."""
         if self.apiserver is not None and self.apiserver.process.poll() is not None:
             return "apiserver"
+        if self.control_plane is not None and (part := self.control_plane.failed()):
+            return part
         if self.kubelet is not None and self.kubelet.poll() is not None:
             return "kubelet"
         if self.prosody is not None and not self.prosody.running:
@@ -167,6 +183,9 @@ class Sandbox:
         apiserver, self.apiserver = self.apiserver, None
         if apiserver is not None:
             apiserver.stop()
+        control_plane, self.control_plane = self.control_plane, None
+        if control_plane is not None:
+            control_plane.stop()
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -176,6 +195,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--startup-delay", type=float, default=2.0, help="pod start latency in seconds")
     parser.add_argument("--restart-backoff", type=float, default=10.0, help="first CrashLoopBackOff delay")
     parser.add_argument("--no-prosody", action="store_true", help="API server and kubelet only")
+    parser.add_argument(
+        "--control-plane",
+        choices=CONTROL_PLANES,
+        default="emulated",
+        help="the API server emulation (default), or etcd + kube-apiserver + kube-controller-manager",
+    )
     return parser.parse_args(argv)
 
 
@@ -191,9 +216,12 @@ def main(argv: list[str]) -> int:
         startup_delay=args.startup_delay,
         restart_backoff=args.restart_backoff,
         prosody=not args.no_prosody,
+        control_plane=args.control_plane,
     )
     with sandbox:
         print(f"sandbox up: KUBECONFIG={sandbox.kubeconfig}", flush=True)
+        if sandbox.operator_kubeconfig is not None:
+            print(f"  operator login (bound to nothing yet): {sandbox.operator_kubeconfig}", flush=True)
         if sandbox.xmpp:
             x = sandbox.xmpp
             print(f"  xmpp {x['host']}:{x['port']} domain {x['domain']} brewery {x['brewery']}", flush=True)

@@ -1,5 +1,18 @@
 """Fixtures shared by the e2e tests live in their own modules; this makes them visible here."""
 
+import pytest
 from apiserver_fixture import apiserver  # noqa: F401
+from control_plane_fixture import real_control_plane, real_crds, real_sandbox  # noqa: F401
 from operator_fixture import cluster, env, operator  # noqa: F401
 from sim import jibris  # noqa: F401
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failed test that used the shared operator shows that operator's last log lines."""
+    report = yield
+    if report.when == "call" and report.failed:
+        process = getattr(item, "funcargs", {}).get("operator")
+        if process is not None:
+            report.sections.append(("operator log (last 80 lines)", process.tail(80)))
+    return report

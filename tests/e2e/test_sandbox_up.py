@@ -137,3 +137,30 @@ def test_sandbox_context_manager(tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(kubelet_pid, 0)
     wait_for(lambda: not processes_under(tmp_path / "cm"), 5, "no processes left")
+
+
+@pytest.mark.parametrize("ending", [signal.SIGINT, signal.SIGKILL], ids=["interrupted", "killed"])
+def test_up_with_the_real_control_plane_leaves_nothing_behind(tmp_path: Path, ending: signal.Signals) -> None:
+    """Interrupted, it stops its parts in order; killed outright, its parts follow it (PR_SET_PDEATHSIG)."""
+    directory = tmp_path / "real"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "jibri_sandbox.cli", "up", "--dir", str(directory), "--no-prosody",
+         "--control-plane", "real", "--node-name", "up-real-node"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: (directory / "xmpp.json").exists() or up.poll() is not None, 120, "the real sandbox")
+        assert up.poll() is None, up.stdout.read().decode() if up.stdout else ""
+        kubeconfig = directory / "kubeconfig"
+        assert (directory / "operator.kubeconfig").exists()
+        assert "node/up-real-node" in kubectl(kubeconfig, "get", "nodes", "-o", "name")
+        parts = processes_under(directory)
+        assert any("kube-apiserver" in p for p in parts) and any("etcd" in p for p in parts), parts
+        up.send_signal(ending)
+        up.wait(60)
+        wait_for(lambda: not processes_under(directory), 30, "no processes left under the sandbox directory")
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()

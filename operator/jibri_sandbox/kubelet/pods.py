@@ -393,11 +393,32 @@ class PodWorker:
                 return None
             raise
 
+    async def _token(self, source: Obj) -> str | None:
+        """TokenRequest for the pod's service account, bound to the pod (so it dies with it)."""
+        account = (self.pod.get("spec") or {}).get("serviceAccountName") or "default"
+        spec: Obj = {
+            "expirationSeconds": source.get("expirationSeconds", 3600),
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid},
+        }
+        if source.get("audience"):
+            spec["audiences"] = [source["audience"]]
+        path = self.api.path("serviceaccounts", self.namespace, account, "token")
+        try:
+            issued = await self.api.create(
+                path, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+            )
+        except ApiError as error:
+            if error.status in (404, 405):
+                return None  # a server without TokenRequest (the emulation): no token file
+            raise volumes.ConfigError("ContainerCreating", f"failed to fetch token: {error.reason}") from None
+        token: str = issued["status"]["token"]
+        return token
+
     async def _prepare(self, c: Container) -> tuple[list[str], dict[str, str]]:
         """argv and environment for the container's process, volumes written to disk."""
         pod = {**self.pod, "status": {**(self.pod.get("status") or {}), **self._ips()}}
         env = await volumes.environment(pod, c.spec, self._fetch)
-        mounts = await volumes.materialize(pod, self.dir, self._fetch, c.spec)
+        mounts = await volumes.materialize(pod, self.dir, self._fetch, c.spec, self._token)
         argv = volumes.command_line(c.spec, env)
         base = {
             **volumes.host_env_passthrough(),

@@ -20,6 +20,8 @@ from typing import Any
 
 Obj = dict[str, Any]
 Fetch = Callable[[str, str, str], Awaitable[Obj | None]]  # (plural, namespace, name) -> object or None
+# (serviceAccountToken projection) -> a token bound to the pod, or None where the server has no TokenRequest
+TokenFetch = Callable[[Obj], Awaitable[str | None]]
 JIBRI_CONF_PATH = "/etc/jitsi/jibri/jibri.conf"
 
 
@@ -108,8 +110,14 @@ def _write_files(directory: Path, files: dict[str, tuple[bytes, int | None]], de
         target.chmod((mode if mode is not None else default_mode) & 0o777 | 0o600)
 
 
-async def materialize(pod: Obj, pod_dir: Path, fetch: Fetch, container: Obj) -> Mounts:
-    """Write the container's mounted volumes under `pod_dir/volumes` and map its mount paths."""
+async def materialize(
+    pod: Obj, pod_dir: Path, fetch: Fetch, container: Obj, token: TokenFetch | None = None
+) -> Mounts:
+    """Write the container's mounted volumes under `pod_dir/volumes` and map its mount paths.
+
+    A projected service-account token is asked of the API (TokenRequest, bound to the pod) like
+    a real kubelet does, when `token` is given and the server offers it; otherwise it is left out.
+    """
     namespace = pod["metadata"]["namespace"]
     volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or ()}
     mounts = Mounts()
@@ -146,6 +154,11 @@ async def materialize(pod: Obj, pod_dir: Path, fetch: Fetch, container: Obj) -> 
                     )
                 elif "downwardAPI" in projection:
                     files.update(_downward_files(pod, projection["downwardAPI"]))
+                elif "serviceAccountToken" in projection and token is not None:
+                    source = projection["serviceAccountToken"]
+                    issued = await token(source)
+                    if issued is not None:
+                        files[source["path"]] = (issued.encode(), 0o600)
             _write_files(host, files, volume["projected"].get("defaultMode", default_mode))
         elif "downwardAPI" in volume:
             _write_files(
