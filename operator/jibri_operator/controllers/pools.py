@@ -15,6 +15,7 @@ headroom runs out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
@@ -25,7 +26,8 @@ from typing import Any, Final
 
 import kopf
 
-from jibri_operator.api.conditions import now_rfc3339, set_condition
+from jibri_operator import metrics
+from jibri_operator.api.conditions import get_condition, now_rfc3339, set_condition
 from jibri_operator.api.constants import API_VERSION, KIND_POOL, PLURAL_ENVIRONMENT, PLURAL_POOL
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.types import BreweryKind, BusyStatus, Health, RecordingMode
@@ -298,6 +300,9 @@ class PoolRunner:
             for name in self.states:
                 self.hub.registry.forget_pod(self._identity(name))
             self.hub.pools.pop((self.namespace, self.name), None)
+            for label in ("starting", "idle", "busy", "unhealthy", "draining"):
+                with contextlib.suppress(KeyError):
+                    metrics.POOL_PODS.remove(self.namespace, self.name, label)
 
     async def reconcile(self) -> float:
         """One pass; returns how long the next one may wait without a poke."""
@@ -524,6 +529,7 @@ class PoolRunner:
             new_pod = build_pod(self.body, self._environments, self._config_hash)
             created = await self.hub.kube.create_pod(self.namespace, new_pod)
             kopf.info(self.body, reason="ScaledUp", message=f"created {created}: {decision.reason}")
+            self._count_decision("rollout" if decision.reason.startswith("rolling out") else "scale-up")
         by_name = {pod["metadata"]["name"]: pod for pod in pods}
         removed = []
         now = self.hub.clock()
@@ -532,6 +538,7 @@ class PoolRunner:
                 await self.hub.kube.delete_pod(self.namespace, name, by_name[name]["metadata"]["uid"])
                 removed.append(name)
                 kopf.info(self.body, reason="Replaced", message=f"removed {name}: {decision.reason}")
+                self._count_decision("replace")
             elif name not in self.draining and self._claim(name):
                 # Cordon first: labelled draining now, removed on a later pass if still idle.
                 self.draining[name] = now + DRAIN_RECHECK
@@ -548,6 +555,7 @@ class PoolRunner:
                 await self.hub.kube.delete_pod(self.namespace, name, pod["metadata"]["uid"])
                 removed.append(name)
                 kopf.info(self.body, reason="ScaledDown", message=f"removed idle {name}: {decision.reason}")
+                self._count_decision("rollout" if decision.reason.startswith("rolling out") else "scale-down")
         if decision.create or removed:
             self.last_scale = now_rfc3339()
         return removed
@@ -623,6 +631,9 @@ class PoolRunner:
             claimed.append((env_label(key), observation.occupant))
         return True
 
+    def _count_decision(self, reason: str) -> None:
+        metrics.SCALE_DECISIONS.labels(self.namespace, self.name, reason).inc()
+
     async def _report_problem(self, message: str) -> None:
         if message != self._problem:
             kopf.warn(self.body, reason="ReconcileFailed", message=message)
@@ -631,6 +642,10 @@ class PoolRunner:
         generation = self.body.metadata.get("generation")
         self.conditions = set_condition(
             self.conditions, "Ready", "False", "ReconcileFailed", message, generation
+        )
+        # kstatus: it will not get better by itself; the spec, an environment or a Secret must change.
+        self.conditions = set_condition(
+            self.conditions, "Stalled", "True", "ReconcileFailed", message, generation
         )
         await self.hub.kube.patch_status(
             PLURAL_POOL, self.namespace, self.name, {"conditions": self.conditions}
@@ -666,7 +681,16 @@ class PoolRunner:
             conditions = set_condition(
                 conditions, "ScalingLimited", "False", "WithinBounds", decision.reason, generation
             )
+        if get_condition(conditions, "Stalled") is not None:
+            conditions = set_condition(
+                conditions, "Stalled", "False", "Reconciled", "the pool is reconciled", generation
+            )
         self.conditions = conditions
+        by_label = {label: 0 for label in ("starting", "idle", "busy", "unhealthy", "draining")}
+        for view in views:
+            by_label[state_label(view.state, view.name in self.draining)] += 1
+        for label, number in by_label.items():
+            metrics.POOL_PODS.labels(self.namespace, self.name, label).set(number)
         breakdown = decision.breakdown
         if breakdown.reason != self._reason:
             self._reason = breakdown.reason

@@ -55,7 +55,7 @@ from typing import Any, Final
 import kopf
 
 from jibri_operator import metrics
-from jibri_operator.api.conditions import get_condition, now_rfc3339, set_condition
+from jibri_operator.api.conditions import ConditionStatus, get_condition, now_rfc3339, set_condition
 from jibri_operator.api.constants import PLURAL_ENVIRONMENT, PLURAL_SESSION
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.secret import Secret
@@ -521,6 +521,7 @@ class SessionRunner:
             return outcome
         self._release(choice.occupant)
         if outcome is StartOutcome.BUSY:
+            metrics.BUSY_RETRIES.labels(*labels).inc()
             await self.save(phase=Phase.PENDING.value, jibri=None, attempts=attempts)
             await self._event(
                 "BusyRetried", f"Jibri {choice.nickname} was taken by another controller; picking another"
@@ -597,6 +598,8 @@ class SessionRunner:
 
     async def _mark_recording(self, current: Current, reason: str, message: str) -> None:
         current.recording_since = self.hub.clock()
+        if reason != "AdoptedAfterRestart":  # since this process took it up; it did not see the start
+            metrics.TIME_TO_RECORDING.labels(self.namespace).observe(current.recording_since - self.seen_at)
         await self.save(
             phase=Phase.RECORDING.value,
             startedAt=self.status.get("startedAt") or now_rfc3339(),
@@ -801,6 +804,10 @@ class SessionRunner:
             changes.setdefault("sessionId", self.session_id)
         if "phase" in changes and changes["phase"] != self.status.get("phase"):
             metrics.SESSION_PHASES.labels(self.namespace, changes["phase"]).inc()
+        if "phase" in changes:
+            changes["conditions"] = self._summary(
+                changes["phase"], changes.get("conditions", self.status.get("conditions"))
+            )
         for key, value in changes.items():
             if value is None:
                 self.status.pop(key, None)
@@ -809,6 +816,27 @@ class SessionRunner:
         changes["observedGeneration"] = self.body.metadata.get("generation")
         self.status["observedGeneration"] = changes["observedGeneration"]
         await self.hub.kube.patch_status(PLURAL_SESSION, self.namespace, self.name, changes)
+
+    def _summary(self, phase: str, conditions: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """kstatus' summary conditions, so `kubectl wait --for=condition=Ready`, Flux and Argo CD
+        read a session like any resource: Ready while it records or once it completed; Stalled
+        when it failed for good."""
+        generation = self.body.metadata.get("generation")
+        scheduled = get_condition(conditions, "Scheduled") or {}
+        summaries: dict[str, tuple[ConditionStatus, str, str]] = {
+            Phase.PENDING.value: ("False", str(scheduled.get("reason") or "Pending"), "waiting for a Jibri"),
+            Phase.STARTING.value: ("False", "Starting", "a Jibri is starting the recording"),
+            Phase.RECORDING.value: ("True", "Recording", "the recording runs"),
+            Phase.STOPPING.value: ("True", "Stopping", "the recording is being stopped"),
+            Phase.COMPLETED.value: ("True", "Completed", "the recording ended"),
+            Phase.FAILED.value: ("False", "Failed", "the session failed; see the Succeeded condition"),
+        }
+        ready = summaries.get(phase, ("Unknown", "Unknown", phase))
+        result = set_condition(conditions, "Ready", *ready, generation)
+        if phase == Phase.FAILED.value or get_condition(result, "Stalled") is not None:
+            stalled: ConditionStatus = "True" if phase == Phase.FAILED.value else "False"
+            result = set_condition(result, "Stalled", stalled, ready[1], ready[2], generation)
+        return result
 
     async def _event(self, reason: str, message: str, warning: bool = False) -> None:
         (kopf.warn if warning else kopf.info)(self.body, reason=reason, message=message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
@@ -23,6 +24,12 @@ _T = TypeVar("_T")
 
 
 __all__ = ["ApiException", "Kube", "SecretMissing", "load_config"]
+
+
+def api_verb(method: str) -> str:
+    """The Kubernetes verb of a client method: read_namespaced_secret -> get, and so on."""
+    first = method.split("_", 1)[0]
+    return {"read": "get", "replace": "update"}.get(first, first)
 
 
 class SecretMissing(LookupError):
@@ -57,8 +64,11 @@ def context_namespace(kubeconfig: str | None = None) -> str:
 class Kube:
     """The operator's calls to the Kubernetes API."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, on_error: Callable[[str, int], None] | None = None
+    ) -> None:
         self.api_client = api_client
+        self.on_error = on_error  # (verb, HTTP status) of every failed call: the operator counts them
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.policy = kubernetes.client.PolicyV1Api(api_client)
@@ -67,7 +77,12 @@ class Kube:
         self.api_client.close()
 
     async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
+        except ApiException as error:
+            if self.on_error is not None:
+                self.on_error(api_verb(function.__name__), int(error.status or 0))
+            raise
 
     async def read_secret(self, namespace: str, name: str, key: str) -> Secret:
         """One key of a Secret, wrapped so it cannot be printed."""
