@@ -23,6 +23,7 @@ import yaml
 from aiohttp import web
 
 from . import builtins, discovery, errors, kubeconfig, openapi, protobuf, tables, tls
+from .disruption import DisruptionController
 from .gc import Collector
 from .kinds import Registry, ResourceType
 from .rest import APPLY, Api, Result
@@ -577,7 +578,7 @@ class ApiServer:
         self.api = Api(self.store, self.registry)
         self.url = ""
         self._runner: web.AppRunner | None = None
-        self._gc_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def _seed(self) -> None:
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -590,7 +591,10 @@ class ApiServer:
     async def start(self) -> ApiServer:
         certs = tls.generate(self.workdir / "pki")
         self._seed()
-        self._gc_task = asyncio.create_task(Collector(self.api).run())
+        self._tasks = [
+            asyncio.create_task(Collector(self.api).run()),
+            asyncio.create_task(DisruptionController(self.api).run()),
+        ]
         app = web.Application(middlewares=[_auth_middleware(self.token)], client_max_size=16 * 1024 * 1024)
         handler = Handler(self.api, "", self.bookmark_interval)
         app.router.add_route("*", "/{tail:.*}", handler.handle)
@@ -611,8 +615,8 @@ class ApiServer:
         return self
 
     async def stop(self) -> None:
-        if self._gc_task is not None:
-            self._gc_task.cancel()
+        for task in self._tasks:
+            task.cancel()
         for watchers in self.store.watchers.values():
             for watcher in list(watchers):
                 watcher.close()

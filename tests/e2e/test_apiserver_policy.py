@@ -1,0 +1,263 @@
+"""PodDisruptionBudgets of the sandbox API server, through the kubernetes client and kubectl,
+checked against what kube-controller-manager does (pkg/controller/disruption)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from apiserver_fixture import WIDGET_CRD, Kubectl, as_objects, start_process, wait_for
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from jibri_sandbox.apiserver.testing import RunningApiServer
+
+pytestmark = pytest.mark.e2e
+WIDGETS = ("test.example.com", "v1")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiServer]:
+    """A private server: drains cordon nodes and evictions delete pods."""
+    directory = tmp_path_factory.mktemp("policy")
+    running = start_process(directory)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def api(server: RunningApiServer) -> client.ApiClient:
+    api_client = config.new_client_from_config(config_file=str(server.kubeconfig))
+    ext = client.ApiextensionsV1Api(api_client)
+    for crd in as_objects(WIDGET_CRD):
+        ext.create_custom_resource_definition(crd)
+    wait_for(
+        lambda: ext.read_custom_resource_definition("widgets.test.example.com").status.conditions,
+        what="widgets established",
+    )
+    return api_client
+
+
+@pytest.fixture
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture
+def pdbs(api: client.ApiClient) -> client.PolicyV1Api:
+    return client.PolicyV1Api(api)
+
+
+@pytest.fixture
+def ns(core: client.CoreV1Api) -> str:
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture(scope="module")
+def kubectl(server: RunningApiServer, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return Kubectl(server, tmp_path_factory.mktemp("kubectl-cache"))
+
+
+def pod(name: str, labels: dict[str, str] | None = None, owner: dict[str, Any] | None = None,
+        node: str | None = None) -> dict[str, Any]:  # fmt: skip
+    meta: dict[str, Any] = {"name": name, "labels": labels or {"app": "rec"}}
+    if owner is not None:
+        meta["ownerReferences"] = [{"apiVersion": owner["apiVersion"], "kind": owner["kind"], "controller": True,
+                                    "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"]}]  # fmt: skip
+    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "jibri"}]}
+    if node:
+        spec["nodeName"] = node
+    return {"metadata": meta, "spec": spec}
+
+
+def set_phase(core: client.CoreV1Api, ns: str, name: str, phase: str = "Running", ready: bool = True) -> None:
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}] if phase == "Running" else []
+    core.patch_namespaced_pod_status(name, ns, {"status": {"phase": phase, "conditions": conditions}})
+
+
+def budget(name: str, selector: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    """A budget over the `app: rec` pods unless `selector` says otherwise."""
+    return {"metadata": {"name": name}, "spec": {"selector": {"matchLabels": {"app": "rec"}}, **spec}
+            if selector is None else {"selector": selector, **spec}}  # fmt: skip
+
+
+def status(pdbs: client.PolicyV1Api, ns: str, name: str) -> dict[str, Any]:
+    raw = pdbs.api_client.sanitize_for_serialization(pdbs.read_namespaced_pod_disruption_budget(name, ns))
+    return dict(raw.get("status") or {})
+
+
+def counts(pdbs: client.PolicyV1Api, ns: str, name: str) -> tuple[int, int, int, int]:
+    """(expectedPods, desiredHealthy, currentHealthy, disruptionsAllowed)."""
+    s = status(pdbs, ns, name)
+    return s["expectedPods"], s["desiredHealthy"], s["currentHealthy"], s["disruptionsAllowed"]
+
+
+def settle(
+    pdbs: client.PolicyV1Api, ns: str, name: str, expected: tuple[int, int, int, int]
+) -> dict[str, Any]:
+    wait_for(
+        lambda: counts(pdbs, ns, name) == expected,
+        what=f"{name} to reach {expected} (now {counts(pdbs, ns, name)})",
+    )
+    return status(pdbs, ns, name)
+
+
+def allowed_condition(s: dict[str, Any]) -> tuple[str, str]:
+    (condition,) = [c for c in s["conditions"] if c["type"] == "DisruptionAllowed"]
+    return condition["status"], condition["reason"]
+
+
+def widget(api: client.ApiClient, ns: str, name: str, replicas: int) -> dict[str, Any]:
+    body = {"apiVersion": "test.example.com/v1", "kind": "Widget", "metadata": {"name": name},
+            "spec": {"room": "hall", "replicas": replicas}}  # fmt: skip
+    return client.CustomObjectsApi(api).create_namespaced_custom_object(*WIDGETS, ns, "widgets", body)  # type: ignore[no-any-return]
+
+
+def evict(core: client.CoreV1Api, ns: str, name: str, **delete_options: Any) -> int:
+    body: dict[str, Any] = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": ns},
+    }
+    if delete_options:
+        body["deleteOptions"] = delete_options
+    try:
+        core.create_namespaced_pod_eviction(name, ns, body)
+    except ApiException as exc:
+        return int(exc.status)
+    return 201
+
+
+def gone(core: client.CoreV1Api, ns: str, name: str) -> bool:
+    try:
+        core.read_namespaced_pod(name, ns)
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+# --- PodDisruptionBudget status ------------------------------------------------------------------
+
+
+def test_min_available_counts_ready_pods_as_they_become_ready(
+    core: client.CoreV1Api, pdbs: client.PolicyV1Api, ns: str
+) -> None:
+    created = pdbs.create_namespaced_pod_disruption_budget(ns, budget("b", minAvailable=2))
+    assert created.metadata.generation == 1
+    s = settle(pdbs, ns, "b", (0, 2, 0, 0))
+    assert s["observedGeneration"] == 1 and allowed_condition(s) == ("False", "InsufficientPods")
+    for i in range(3):
+        core.create_namespaced_pod(ns, pod(f"p{i}"))
+    core.create_namespaced_pod(ns, pod("other", labels={"app": "else"}))
+    settle(pdbs, ns, "b", (3, 2, 0, 0))  # an integer minAvailable expects every selected pod
+    set_phase(core, ns, "p0")
+    set_phase(core, ns, "p1")
+    settle(pdbs, ns, "b", (3, 2, 2, 0))
+    set_phase(core, ns, "p2", ready=False)  # running but not ready: not healthy
+    settle(pdbs, ns, "b", (3, 2, 2, 0))
+    set_phase(core, ns, "p2")
+    s = settle(pdbs, ns, "b", (3, 2, 3, 1))
+    assert allowed_condition(s) == ("True", "SufficientPods")
+    core.delete_namespaced_pod("p1", ns)
+    s = settle(pdbs, ns, "b", (2, 2, 2, 0))
+    assert allowed_condition(s) == ("False", "InsufficientPods")
+    pdbs.patch_namespaced_pod_disruption_budget("b", ns, {"spec": {"minAvailable": 1}})
+    s = settle(pdbs, ns, "b", (2, 1, 2, 1))
+    assert s["observedGeneration"] == 2
+
+
+def test_percentages_and_max_unavailable_read_the_controllers_scale(
+    api: client.ApiClient, core: client.CoreV1Api, pdbs: client.PolicyV1Api, ns: str
+) -> None:
+    owner = widget(api, ns, "w", replicas=4)
+    for i in range(3):  # one pod short of the scale: expectedPods follows the controller, not the pods
+        core.create_namespaced_pod(ns, pod(f"p{i}", owner=owner))
+        set_phase(core, ns, f"p{i}")
+    core.create_namespaced_pod(ns, pod("bare"))  # unmanaged: not counted by a percentage
+    set_phase(core, ns, "bare")
+    cases = [
+        ({"minAvailable": "50%"}, (4, 2, 4, 2)),  # ceil(2.0)
+        ({"minAvailable": "30%"}, (4, 2, 4, 2)),  # ceil(1.2): minAvailable rounds up
+        ({"maxUnavailable": 1}, (4, 3, 4, 1)),
+        ({"maxUnavailable": "30%"}, (4, 2, 4, 2)),  # 4 - ceil(1.2): maxUnavailable rounds up too
+        ({"maxUnavailable": "100%"}, (4, 0, 4, 4)),
+        ({"maxUnavailable": 0}, (4, 4, 4, 0)),
+        ({"minAvailable": "100%"}, (4, 4, 4, 0)),
+    ]
+    for i, (spec, expected) in enumerate(cases):
+        pdbs.create_namespaced_pod_disruption_budget(ns, budget(f"b{i}", **spec))
+        settle(pdbs, ns, f"b{i}", expected)
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_scale(
+        *WIDGETS, ns, "widgets", "w", {"spec": {"replicas": 10}}
+    )
+    set_phase(core, ns, "p0", ready=False)  # a pod event: the controller looks at the budgets again
+    settle(pdbs, ns, "b3", (10, 7, 3, 0))  # 10 - ceil(3.0)
+
+
+def test_unmanaged_pods_and_controllers_without_scale(
+    core: client.CoreV1Api, pdbs: client.PolicyV1Api, ns: str
+) -> None:
+    for i in range(2):
+        core.create_namespaced_pod(ns, pod(f"p{i}"))
+        set_phase(core, ns, f"p{i}")
+    pdbs.create_namespaced_pod_disruption_budget(ns, budget("max", maxUnavailable=1))
+    settle(pdbs, ns, "max", (0, 0, 2, 0))  # no pod expected: nothing may be disrupted
+    owner = core.create_namespaced_config_map(ns, {"metadata": {"name": "owner"}})
+    owner_dict = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "owner", "uid": owner.metadata.uid},
+    }
+    core.create_namespaced_pod(ns, pod("owned", labels={"app": "cm"}, owner=owner_dict))
+    pdbs.create_namespaced_pod_disruption_budget(
+        ns, budget("cm", {"matchLabels": {"app": "cm"}}, minAvailable="50%")
+    )
+
+    def failed() -> dict[str, Any] | None:
+        s = status(pdbs, ns, "cm")
+        return s if s.get("conditions") and allowed_condition(s) == ("False", "SyncFailed") else None
+
+    s = wait_for(failed, what="the fail-safe status")
+    assert s["disruptionsAllowed"] == 0
+    assert [c["message"] for c in s["conditions"]] == ["configmaps does not implement the scale subresource"]
+
+
+def test_budgets_are_validated(pdbs: client.PolicyV1Api, ns: str, kubectl: Kubectl) -> None:
+    for spec, field, message in [
+        ({"minAvailable": 1, "maxUnavailable": 1}, "spec", "minAvailable and maxUnavailable cannot be both set"),
+        ({"minAvailable": "120%"}, "spec.minAvailable", "must not be greater than 100%"),
+        ({"maxUnavailable": -1}, "spec.maxUnavailable", "must be greater than or equal to 0"),
+        ({"maxUnavailable": "half"}, "spec.maxUnavailable", "a valid percent string must be a numeric string"),
+        ({"minAvailable": 1, "unhealthyPodEvictionPolicy": "Never"}, "spec.unhealthyPodEvictionPolicy",
+         'supported values: "AlwaysAllow", "IfHealthyBudget"'),
+        ({"minAvailable": 1, "selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}},
+         "spec.selector.matchExpressions[0].values", "must be specified when `operator` is 'In' or 'NotIn'"),
+    ]:  # fmt: skip
+        with pytest.raises(ApiException) as err:
+            pdbs.create_namespaced_pod_disruption_budget(ns, budget("bad", **spec))
+        body = json.loads(err.value.body)
+        assert (err.value.status, body["reason"]) == (422, "Invalid"), body
+        assert body["details"]["causes"][0]["field"] == field and message in body["message"], body
+    # kubectl's typed create sends protobuf; `get` prints the server's table
+    kubectl("create", "-n", ns, "poddisruptionbudget", "typed", "--selector=app=rec", "--max-unavailable=25%")
+    assert json.loads(kubectl("get", "-n", ns, "pdb", "typed", "-o", "json"))["spec"] == {
+        "maxUnavailable": "25%", "selector": {"matchLabels": {"app": "rec"}}}  # fmt: skip
+    header, row = kubectl("get", "-n", ns, "pdb").splitlines()
+    assert header.split() == [
+        "NAME",
+        "MIN",
+        "AVAILABLE",
+        "MAX",
+        "UNAVAILABLE",
+        "ALLOWED",
+        "DISRUPTIONS",
+        "AGE",
+    ]
+    assert row.split()[:4] == ["typed", "N/A", "25%", "0"]
+    out = kubectl("api-resources", "--api-group=policy").splitlines()
+    assert out[1].split() == ["poddisruptionbudgets", "pdb", "policy/v1", "true", "PodDisruptionBudget"]
