@@ -1,9 +1,11 @@
-"""PodDisruptionBudgets of the sandbox API server, through the kubernetes client and kubectl,
-checked against what kube-controller-manager does (pkg/controller/disruption)."""
+"""PodDisruptionBudgets and the Eviction subresource of the sandbox API server, through the
+kubernetes client and kubectl, checked against what kube-apiserver and kube-controller-manager do
+(pkg/registry/core/pod/storage/eviction.go, pkg/controller/disruption)."""
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -261,3 +263,186 @@ def test_budgets_are_validated(pdbs: client.PolicyV1Api, ns: str, kubectl: Kubec
     assert row.split()[:4] == ["typed", "N/A", "25%", "0"]
     out = kubectl("api-resources", "--api-group=policy").splitlines()
     assert out[1].split() == ["poddisruptionbudgets", "pdb", "policy/v1", "true", "PodDisruptionBudget"]
+
+
+# --- Eviction ------------------------------------------------------------------------------------
+
+
+def ready_pods(core: client.CoreV1Api, ns: str, count: int, node: str | None = None) -> None:
+    for i in range(count):
+        core.create_namespaced_pod(ns, pod(f"p{i}", node=node))
+        set_phase(core, ns, f"p{i}")
+
+
+def test_eviction_allowed_then_refused_with_429(
+    core: client.CoreV1Api, pdbs: client.PolicyV1Api, ns: str
+) -> None:
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod_eviction("nope", ns, {"metadata": {"name": "nope"}})
+    assert (err.value.status, json.loads(err.value.body)["message"]) == (404, 'pods "nope" not found')
+    ready_pods(core, ns, 3, node="node-1")
+    pdbs.create_namespaced_pod_disruption_budget(ns, budget("b", minAvailable=2))
+    settle(pdbs, ns, "b", (3, 2, 3, 1))
+    assert evict(core, ns, "p0") == 201
+    evicted = core.read_namespaced_pod("p0", ns)  # bound: deleted gracefully, marked first
+    assert (
+        evicted.metadata.deletion_timestamp is not None
+        and evicted.metadata.deletion_grace_period_seconds == 30
+    )
+    target = [c for c in evicted.status.conditions if c.type == "DisruptionTarget"]
+    assert [(c.status, c.reason, c.message) for c in target] == [
+        ("True", "EvictionByEvictionAPI", "Eviction API: evicting")
+    ]
+    s = settle(pdbs, ns, "b", (3, 2, 2, 0))
+    assert "disruptedPods" not in s  # the controller saw the pod being deleted
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod_eviction(
+            "p1", ns, {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p1"}}
+        )
+    body = json.loads(err.value.body)
+    assert (err.value.status, body["reason"]) == (429, "TooManyRequests")
+    assert body["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    assert body["details"]["causes"] == [
+        {"reason": "DisruptionBudget", "message": "The disruption budget b needs 2 healthy pods and has 2 currently"}]  # fmt: skip
+    assert "retryAfterSeconds" not in body["details"] and "Retry-After" not in (err.value.headers or {})
+    assert core.read_namespaced_pod("p1", ns).metadata.deletion_timestamp is None
+
+
+def test_eviction_of_a_pod_in_two_budgets_is_a_500(
+    core: client.CoreV1Api, pdbs: client.PolicyV1Api, ns: str
+) -> None:
+    ready_pods(core, ns, 2)
+    pdbs.create_namespaced_pod_disruption_budget(ns, budget("one", maxUnavailable="100%"))
+    pdbs.create_namespaced_pod_disruption_budget(
+        ns, budget("two", {}, minAvailable=0)
+    )  # {} selects every pod
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod_eviction("p0", ns, {"metadata": {"name": "p0"}})
+    body = json.loads(err.value.body)
+    assert err.value.status == 500 and "reason" not in body
+    assert (
+        body["message"]
+        == "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+    )
+    assert not gone(core, ns, "p0")
+    pdbs.delete_namespaced_pod_disruption_budget("two", ns)
+    pdbs.create_namespaced_pod_disruption_budget(
+        ns, {"metadata": {"name": "none"}, "spec": {"minAvailable": 5}}
+    )
+    assert evict(core, ns, "p0") == 429  # a null selector selects no pod; "one" expects no pod: 0 allowed
+
+
+def test_pods_not_running_or_not_ready_are_evictable(
+    core: client.CoreV1Api, pdbs: client.PolicyV1Api, ns: str
+) -> None:
+    ready_pods(core, ns, 2)
+    for name, phase in (
+        ("pending", "Pending"),
+        ("done", "Succeeded"),
+        ("failed", "Failed"),
+        ("unready", "Running"),
+    ):
+        core.create_namespaced_pod(ns, pod(name))
+        if phase != "Pending":
+            set_phase(core, ns, name, phase, ready=False)
+    pdbs.create_namespaced_pod_disruption_budget(ns, budget("b", minAvailable=2))
+    settle(pdbs, ns, "b", (6, 2, 2, 0))
+    for name in ("pending", "done", "failed", "unready"):  # unready: currentHealthy 2 >= desiredHealthy 2 > 0
+        assert evict(core, ns, name) == 201, name
+        wait_for(lambda n=name: gone(core, ns, n), what=f"{name} deleted")
+    assert evict(core, ns, "p0") == 429
+    core.create_namespaced_pod(ns, pod("sick"))
+    set_phase(core, ns, "sick", ready=False)
+    set_phase(core, ns, "p1", ready=False)  # now unhealthy overall: an unready pod is guarded too
+    settle(pdbs, ns, "b", (3, 2, 1, 0))
+    assert evict(core, ns, "sick") == 429
+    pdbs.patch_namespaced_pod_disruption_budget(
+        "b", ns, {"spec": {"unhealthyPodEvictionPolicy": "AlwaysAllow"}}
+    )
+    wait_for(lambda: status(pdbs, ns, "b")["observedGeneration"] == 2, what="the new generation observed")
+    assert evict(core, ns, "sick") == 201
+    assert evict(core, ns, "p0") == 429  # a ready pod still needs the budget
+
+
+def test_eviction_honours_delete_options_and_dry_run(
+    core: client.CoreV1Api, pdbs: client.PolicyV1Api, ns: str
+) -> None:
+    ready_pods(core, ns, 4, node="node-1")
+    pdbs.create_namespaced_pod_disruption_budget(ns, budget("b", minAvailable=1))
+    settle(pdbs, ns, "b", (4, 1, 4, 3))
+    assert evict(core, ns, "p0", dryRun=["All"]) == 201
+    assert core.read_namespaced_pod("p0", ns).metadata.deletion_timestamp is None
+    assert counts(pdbs, ns, "b") == (4, 1, 4, 3)
+    assert evict(core, ns, "p0", preconditions={"uid": "not-its-uid"}) == 409
+    assert evict(core, ns, "p0", gracePeriodSeconds=5) == 201
+    assert core.read_namespaced_pod("p0", ns).metadata.deletion_grace_period_seconds == 5
+    assert evict(core, ns, "p1", gracePeriodSeconds=0) == 201
+    assert gone(core, ns, "p1")
+    beta = {"apiVersion": "policy/v1beta1", "kind": "Eviction", "metadata": {"name": "p2"}}
+    core.create_namespaced_pod_eviction("p2", ns, beta)
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod_eviction("p3", ns, {"metadata": {"name": "p2"}})
+    assert (err.value.status, json.loads(err.value.body)["message"]) == (
+        400,
+        "name in URL does not match name in Eviction object",
+    )
+
+
+def test_concurrent_evictions_share_one_disruption(
+    core: client.CoreV1Api, pdbs: client.PolicyV1Api, ns: str
+) -> None:
+    for round_ in range(5):
+        names = [f"r{round_}-a", f"r{round_}-b", f"r{round_}-c"]
+        labels = {"round": str(round_)}
+        for name in names:
+            core.create_namespaced_pod(ns, pod(name, labels=labels))
+            set_phase(core, ns, name)
+        pdbs.create_namespaced_pod_disruption_budget(
+            ns, budget(f"b{round_}", {"matchLabels": labels}, minAvailable=2)
+        )
+        settle(pdbs, ns, f"b{round_}", (3, 2, 3, 1))
+        barrier, codes = threading.Barrier(2), {}
+
+        def run(name: str, barrier: threading.Barrier, codes: dict[str, int]) -> None:
+            barrier.wait()
+            codes[name] = evict(core, ns, name)
+
+        threads = [threading.Thread(target=run, args=(name, barrier, codes)) for name in names[:2]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(codes.values()) == [201, 429], codes
+        settle(pdbs, ns, f"b{round_}", (2, 2, 2, 0))
+
+
+def test_kubectl_drain_evicts_what_the_budget_allows(
+    core: client.CoreV1Api, pdbs: client.PolicyV1Api, ns: str, kubectl: Kubectl
+) -> None:
+    node = f"node-{ns}"
+    core.create_node({"metadata": {"name": node}})
+    ready_pods(core, ns, 3, node=node)
+    pdbs.create_namespaced_pod_disruption_budget(ns, budget("b", minAvailable=1))
+    settle(pdbs, ns, "b", (3, 1, 3, 2))
+    refused = kubectl.run("drain", node, "--force", "--grace-period=0", "--timeout=2s", check=False)
+    assert refused.returncode != 0
+    assert "Cannot evict pod as it would violate the pod's disruption budget." in refused.stderr
+    assert core.read_node(node).spec.unschedulable is True
+    remaining = [p.metadata.name for p in core.list_namespaced_pod(ns).items]
+    assert len(remaining) == 1, remaining  # two evicted, one kept by the budget
+    pdbs.patch_namespaced_pod_disruption_budget("b", ns, {"spec": {"minAvailable": 0}})
+    wait_for(lambda: counts(pdbs, ns, "b")[3] == 1, what="the budget to allow the last one")
+    done = kubectl.run("drain", node, "--force", "--grace-period=0", "--timeout=20s")
+    assert f"node/{node} drained" in done.stdout
+    assert not core.list_namespaced_pod(ns).items
+
+
+def test_eviction_is_in_discovery(server: RunningApiServer, kubectl: Kubectl) -> None:
+    resources = json.loads(kubectl("get", "--raw", "/api/v1"))["resources"]
+    (entry,) = [r for r in resources if r["name"] == "pods/eviction"]
+    assert (entry["group"], entry["version"], entry["kind"], entry["verbs"]) == (
+        "policy",
+        "v1",
+        "Eviction",
+        ["create"],
+    )

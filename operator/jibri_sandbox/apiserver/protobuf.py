@@ -4,8 +4,8 @@ client-go's typed clients always write protobuf (`application/vnd.kubernetes.pro
 and accept JSON back, so the server must read protobuf but never writes it. Only
 the kinds kubectl's imperative `create` subcommands produce are mapped (field numbers
 from k8s.io/api's generated.proto): Namespace, ConfigMap, Secret, ServiceAccount,
-Service, Pod (the fields `kubectl run` sets), PodDisruptionBudget (`kubectl create pdb`), and
-the reviews `kubectl auth can-i/whoami` send. Others get 415,
+Service, Pod (the fields `kubectl run` sets), PodDisruptionBudget (`kubectl create pdb`), the
+Eviction `kubectl drain` posts, and the reviews `kubectl auth can-i/whoami` send. Others get 415,
 as a server without that type's protobuf would answer.
 """
 
@@ -64,10 +64,16 @@ LABEL_SELECTOR: Schema = {
     1: ("matchLabels", ("map", "string")),
     2: ("matchExpressions", ("repeated", {1: ("key", "string"), 2: ("operator", "string"), 3: ("values", ("repeated", "string"))})),
 }  # fmt: skip
+PRECONDITIONS: Schema = {1: ("uid", "string"), 2: ("resourceVersion", "string")}
+DELETE_OPTIONS: Schema = {
+    1: ("gracePeriodSeconds", "int!"), 2: ("preconditions", PRECONDITIONS), 3: ("orphanDependents", "bool!"),
+    4: ("propagationPolicy", "string"), 5: ("dryRun", ("repeated", "string")),
+}  # fmt: skip
 POLICY_KINDS: dict[str, Schema] = {
     "PodDisruptionBudget": {1: ("metadata", OBJECT_META),
                             2: ("spec", {1: ("minAvailable", INT_OR_STRING), 2: ("selector", LABEL_SELECTOR),
                                          3: ("maxUnavailable", INT_OR_STRING), 4: ("unhealthyPodEvictionPolicy", "string")})},
+    "Eviction": {1: ("metadata", OBJECT_META), 2: ("deleteOptions", DELETE_OPTIONS)},
 }  # fmt: skip
 KINDS: dict[str, Schema] = {
     "Pod": {1: ("metadata", OBJECT_META), 2: ("spec", POD_SPEC)},

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from . import builtins, discovery, errors, kubeconfig, openapi, protobuf, tables, tls
 from .disruption import DisruptionController
+from .eviction import Evictions
 from .gc import Collector
 from .kinds import Registry, ResourceType
 from .rest import APPLY, Api, Result
@@ -50,7 +51,11 @@ def respond(
 
 
 def error_response(exc: errors.ApiError) -> web.Response:
-    return web.Response(body=encode(exc.status()), status=exc.code, content_type=JSON)
+    response = web.Response(body=encode(exc.status()), status=exc.code, content_type=JSON)
+    retry_after = (exc.details or {}).get("retryAfterSeconds")
+    if retry_after:  # responsewriters.ErrorNegotiated: a suggested delay is also a header
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @dataclass
@@ -98,6 +103,7 @@ class Handler:
         self.address = address
         self.bookmark_interval = bookmark_interval
         self.active_watches: set[asyncio.Task[Any]] = set()
+        self.evictions = Evictions(api)
 
     # --- routing ---------------------------------------------------------------------------------
 
@@ -152,8 +158,8 @@ class Handler:
             raise errors.path_not_found()
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
-        binding = sub == "binding" and rt.builtin and rt.kind == "Pod"
-        if sub and not ((sub == "status" and rt.status) or (sub == "scale" and rt.scale) or binding):
+        pod_sub = sub in ("binding", "eviction") and rt.builtin and rt.kind == "Pod"
+        if sub and not ((sub == "status" and rt.status) or (sub == "scale" and rt.scale) or pod_sub):
             raise errors.path_not_found()
         return Target(rt, namespace, name, sub, watch)
 
@@ -232,6 +238,9 @@ class Handler:
         if method == "POST":
             if t.name is not None and t.sub == "binding":
                 return self._result(self.api.bind(rt, ns, t.name, await self._body(request)))
+            if t.name is not None and t.sub == "eviction":
+                body = await self._body(request)
+                return self._result(self.evictions.create(ns, t.name, body, q.getall("dryRun", [])))
             if t.name is not None:
                 raise errors.method_not_allowed()
             return self._result(
