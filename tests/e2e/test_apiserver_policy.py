@@ -1,6 +1,6 @@
-"""PodDisruptionBudgets and the Eviction subresource of the sandbox API server, through the
-kubernetes client and kubectl, checked against what kube-apiserver and kube-controller-manager do
-(pkg/registry/core/pod/storage/eviction.go, pkg/controller/disruption)."""
+"""PodDisruptionBudgets, the Eviction subresource and the audit log of pod removals of the sandbox
+API server, through the kubernetes client and kubectl, checked against what kube-apiserver and
+kube-controller-manager do (pkg/registry/core/pod/storage/eviction.go, pkg/controller/disruption)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,8 @@ WIDGETS = ("test.example.com", "v1")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiServer]:
-    """A private server: drains cordon nodes and evictions delete pods."""
-    directory = tmp_path_factory.mktemp("policy")
-    running = start_process(directory)
+    """A private server with an audit log: drains cordon nodes and evictions delete pods."""
+    running = start_process(tmp_path_factory.mktemp("policy"), audit_log=True)
     yield running
     running.stop()
 
@@ -446,3 +445,64 @@ def test_eviction_is_in_discovery(server: RunningApiServer, kubectl: Kubectl) ->
         "Eviction",
         ["create"],
     )
+
+
+# --- the audit log of pod removals --------------------------------------------------------------
+
+
+def test_every_pod_removal_is_in_the_audit_log(
+    server: RunningApiServer, core: client.CoreV1Api, pdbs: client.PolicyV1Api, ns: str
+) -> None:
+    owner = core.create_namespaced_config_map(ns, {"metadata": {"name": "owner"}})
+    owner_dict = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "owner", "uid": owner.metadata.uid},
+    }
+    for i, state in enumerate(("busy", "idle", "idle", "idle")):
+        body = pod(
+            f"p{i}", labels={"app": "rec", "jibri.dev/state": state}, owner=owner_dict if i == 3 else None
+        )
+        body["metadata"]["annotations"] = {"note": f"pod {i}"}
+        core.create_namespaced_pod(ns, body)
+        set_phase(core, ns, f"p{i}")
+    pdbs.create_namespaced_pod_disruption_budget(ns, budget("busy", {"matchLabels": {"jibri.dev/state": "busy"}},
+                                                            maxUnavailable=0))  # fmt: skip
+    settle(pdbs, ns, "busy", (0, 0, 1, 0))
+    uids = {p.metadata.name: p.metadata.uid for p in core.list_namespaced_pod(ns).items}
+
+    assert evict(core, ns, "p0") == 429  # the busy pod is refused
+    assert evict(core, ns, "p1", dryRun=["All"]) == 201
+    assert evict(core, ns, "p1") == 201
+    core.delete_namespaced_pod("p2", ns, grace_period_seconds=0)
+    with pytest.raises(ApiException):
+        core.delete_namespaced_pod("p2", ns)
+    core.delete_namespaced_config_map("owner", ns)  # p3 goes with its owner
+    wait_for(lambda: gone(core, ns, "p3"), what="p3 collected")
+    core.delete_collection_namespaced_pod(ns, label_selector="jibri.dev/state=busy")
+
+    lines = [line for line in server.audit() if line["namespace"] == ns]
+    assert [(x["verb"], x["name"], x["code"], x["dryRun"]) for x in lines] == [
+        ("evict", "p0", 429, False),
+        ("evict", "p1", 201, True),
+        ("evict", "p1", 201, False),
+        ("delete", "p2", 200, False),
+        ("delete", "p2", 404, False),
+        ("delete", "p3", 200, False),
+        ("deletecollection", "p0", 200, False),
+    ]
+    refused, allowed = lines[0], lines[2]
+    assert refused["reason"] == "TooManyRequests" and "disruption budget" in refused["message"]
+    assert refused["labels"] == {"app": "rec", "jibri.dev/state": "busy"} and refused["annotations"] == {
+        "note": "pod 0"
+    }
+    assert (refused["uid"], allowed["uid"], lines[4]["uid"]) == (uids["p0"], uids["p1"], None)
+    assert (refused["phase"], refused["terminating"], refused["user"]) == ("Running", False, "sandbox-admin")
+    assert lines[3]["gracePeriodSeconds"] == 0 and lines[3]["userAgent"].startswith("OpenAPI-Generator")
+    assert lines[5]["user"] == "system:serviceaccount:kube-system:generic-garbage-collector"
+    busy = [
+        x
+        for x in lines
+        if x["labels"].get("jibri.dev/state") == "busy" and x["code"] < 300 and not x["dryRun"]
+    ]
+    assert [x["verb"] for x in busy] == ["deletecollection"]  # the one removal of a busy pod that happened

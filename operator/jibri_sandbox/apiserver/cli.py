@@ -35,6 +35,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--bookmark-interval", type=float, default=10.0, help="seconds between watch bookmarks"
     )
+    parser.add_argument(
+        "--audit-log", type=Path, default=None, help="append one JSON line per pod deletion and eviction"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, one line per request")
     return parser.parse_args(argv)
 
@@ -42,8 +45,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     workdir = args.workdir or args.kubeconfig.parent / f"{args.kubeconfig.name}.d"
     server = ApiServer(
-        args.kubeconfig, args.host, args.port, args.token, args.history, args.bookmark_interval, workdir
-    )
+        args.kubeconfig, args.host, args.port, args.token, args.history, args.bookmark_interval, workdir,
+        audit_log=args.audit_log,
+    )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

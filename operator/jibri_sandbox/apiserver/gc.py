@@ -22,7 +22,7 @@ import asyncio
 import logging
 from typing import Any
 
-from . import crds
+from . import audit, crds
 from .rest import FOREGROUND, ORPHAN, Api
 from .store import Event, Obj, Storage
 
@@ -149,7 +149,7 @@ class Collector:
             for obj in self.store.items(storage, name):
                 remaining = True
                 if not obj["metadata"].get("deletionTimestamp"):
-                    self.api.system_delete(storage, obj)
+                    self.api.system_delete(storage, obj, user=audit.NAMESPACE_CONTROLLER)
         if not remaining or not self.store.namespace_has_objects(name):
             self.api.system_update(NAMESPACES, ns, {"spec": {**(ns.get("spec") or {}), "finalizers": []}})
 

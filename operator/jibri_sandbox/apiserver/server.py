@@ -3,12 +3,15 @@
 Requests are parsed here and handed to `rest.Api`; answers are JSON (or a
 `meta.k8s.io/v1` Table / PartialObjectMetadata when the Accept header asks).
 Watches are newline-delimited JSON over a chunked response.
+
+Pod deletions and evictions are written to the audit log here (audit.py), with their answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -23,6 +26,7 @@ import yaml
 from aiohttp import web
 
 from . import builtins, discovery, errors, kubeconfig, openapi, protobuf, tables, tls
+from .audit import AuditLog
 from .disruption import DisruptionController
 from .eviction import Evictions
 from .gc import Collector
@@ -84,6 +88,17 @@ def _bool(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
 
+def _verb(request: web.Request, t: Target) -> str:
+    """The request's verb, as RBAC and the audit log name it."""
+    if request.method == "GET":
+        if t.watch or _bool(request.query.get("watch")):
+            return "watch"
+        return "list" if t.name is None else "get"
+    if request.method == "DELETE":
+        return "deletecollection" if t.name is None else "delete"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(request.method, request.method.lower())
+
+
 def _int(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
@@ -96,7 +111,13 @@ def _int(value: str | None, name: str) -> int | None:
 class Handler:
     """Routes one server's requests to its Api; holds the watch machinery."""
 
-    def __init__(self, api: Api, address: str, bookmark_interval: float):
+    def __init__(
+        self,
+        api: Api,
+        address: str,
+        bookmark_interval: float,
+        audit: AuditLog | None = None,
+    ):
         self.api = api
         self.store = api.store
         self.registry = api.registry
@@ -104,6 +125,7 @@ class Handler:
         self.bookmark_interval = bookmark_interval
         self.active_watches: set[asyncio.Task[Any]] = set()
         self.evictions = Evictions(api)
+        self.audit = audit
 
     # --- routing ---------------------------------------------------------------------------------
 
@@ -218,6 +240,42 @@ class Handler:
             raise errors.bad_request(f"error decoding request body: {exc}") from None
 
     async def _resource(self, request: web.Request, t: Target) -> web.StreamResponse:
+        verb = _verb(request, t)
+        removal = (verb == "delete" and not t.sub) or (verb == "create" and t.sub == "eviction")
+        if removal and self.audit is not None and t.rt.builtin and t.rt.kind == "Pod":
+            return await self._audited(request, t, verb)
+        return await self._serve(request, t)
+
+    async def _audited(self, request: web.Request, t: Target, verb: str) -> web.StreamResponse:
+        """A pod deletion or eviction, written to the audit log with its answer."""
+        assert self.audit is not None and t.name is not None
+        ns = t.namespace or ""
+        pod = self.store.get(t.rt.storage, ns, t.name)  # as it is when the request arrives
+        options: Obj = {}
+        with contextlib.suppress(errors.ApiError):  # a bad body is the request's answer, below
+            if t.sub == "eviction":
+                body = await self._body(request)
+                options = dict(body.get("deleteOptions") or {}) if isinstance(body, dict) else {}
+                options.setdefault("dryRun", request.query.getall("dryRun", []))
+            else:
+                options = await self._delete_options(request)
+                options.setdefault("dryRun", request.query.getall("dryRun", []))
+        code, reason, message = 500, "", ""
+        try:
+            response = await self._serve(request, t)
+            code = response.status
+            return response
+        except errors.ApiError as exc:
+            code, reason, message = exc.code, exc.reason, exc.message
+            raise
+        finally:
+            self.audit.record(
+                "evict" if t.sub == "eviction" else "delete", ns, t.name, pod, code, reason=reason,
+                message=message, user_agent=request.headers.get("User-Agent", ""),
+                dry_run="All" in (options.get("dryRun") or []), grace=options.get("gracePeriodSeconds"),
+            )  # fmt: skip
+
+    async def _serve(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
         method = request.method
         rt = t.rt
@@ -387,15 +445,42 @@ class Handler:
         match = self._matcher(request, rt)
         dry_run = request.query.get("dryRun") == "All"
         deleted = []
+        audited = self.audit is not None and rt.builtin and rt.kind == "Pod"
+        dry_run = dry_run or "All" in (options.get("dryRun") or [])
         for obj in self.store.items(rt.storage, namespace if rt.namespaced else None):
             if match(obj):
                 m = obj["metadata"]
-                result = self.api.delete(rt, m.get("namespace") or "", m["name"], options, dry_run)
+                try:
+                    result = self.api.delete(rt, m.get("namespace") or "", m["name"], options, dry_run)
+                except errors.ApiError as exc:
+                    if audited and self.audit is not None:
+                        self._audit_collection(request, obj, exc.code, exc, options, dry_run)
+                    raise
+                if audited and self.audit is not None:
+                    self._audit_collection(request, obj, 200, None, options, dry_run)
                 deleted.append(
                     result.obj if result.obj.get("kind") != "Status" else self.api.present(rt, obj)
                 )
         return respond({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(self.store.rv)},
                         "items": deleted})  # fmt: skip
+
+    def _audit_collection(
+        self,
+        request: web.Request,
+        pod: Obj,
+        code: int,
+        exc: errors.ApiError | None,
+        options: Obj,
+        dry_run: bool,
+    ) -> None:
+        assert self.audit is not None
+        m = pod["metadata"]
+        self.audit.record(
+            "deletecollection", m.get("namespace") or "", m["name"], pod, code,
+            reason=exc.reason if exc else "", message=exc.message if exc else "",
+            user_agent=request.headers.get("User-Agent", ""), dry_run=dry_run,
+            grace=options.get("gracePeriodSeconds"),
+        )  # fmt: skip
 
     # --- watch ------------------------------------------------------------------------------------
 
@@ -570,8 +655,11 @@ class ApiServer:
         bookmark_interval: float = 10.0,
         workdir: str | Path | None = None,
         log_requests: bool = False,
+        audit_log: str | Path | None = None,
     ):
         self.log_requests = log_requests
+        self.audit_path = Path(audit_log) if audit_log else None
+        self.audit: AuditLog | None = None
         self.host = host
         self.port = port
         self.token = token or secrets.token_urlsafe(24)
@@ -600,12 +688,14 @@ class ApiServer:
     async def start(self) -> ApiServer:
         certs = tls.generate(self.workdir / "pki")
         self._seed()
+        if self.audit_path is not None:
+            self.audit = self.api.audit = AuditLog(self.audit_path)
         self._tasks = [
             asyncio.create_task(Collector(self.api).run()),
             asyncio.create_task(DisruptionController(self.api).run()),
         ]
         app = web.Application(middlewares=[_auth_middleware(self.token)], client_max_size=16 * 1024 * 1024)
-        handler = Handler(self.api, "", self.bookmark_interval)
+        handler = Handler(self.api, "", self.bookmark_interval, self.audit)
         app.router.add_route("*", "/{tail:.*}", handler.handle)
         access_log = logging.getLogger("jibri_sandbox.apiserver.access") if self.log_requests else None
         self._runner = web.AppRunner(app, access_log=access_log, handle_signals=False, shutdown_timeout=1.0)
@@ -631,6 +721,9 @@ class ApiServer:
                 watcher.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = self.api.audit = None
         if self._tmp is not None:
             self._tmp.cleanup()
 

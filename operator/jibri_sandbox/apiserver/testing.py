@@ -10,6 +10,8 @@
 For async code, ``async with ApiServer() as server:`` runs it on the current loop.
 The kubeconfig appears (atomically) only once the server listens, so its
 existence is the readiness signal.
+
+With `start_process(..., audit_log=True)`, `server.audit()` reads the audit log of pod removals.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from . import audit
 from .server import ApiServer
 
 
@@ -39,6 +42,7 @@ class RunningApiServer:
     token: str
     process: subprocess.Popen[bytes] = field(repr=False)
     log: Path
+    audit_log: Path | None = None
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
@@ -49,13 +53,28 @@ class RunningApiServer:
                 self.process.kill()
                 self.process.wait()
 
+    def audit(self) -> list[dict[str, Any]]:
+        """The audit log's records (start_process(..., audit_log=True))."""
+        if self.audit_log is None:
+            raise RuntimeError("this server runs without an audit log")
+        return audit.read(self.audit_log)
 
-def start_process(directory: Path, *extra_args: str, timeout: float = 30.0) -> RunningApiServer:
-    """Start `jibri-sandbox apiserver` in `directory`; return once it accepts requests."""
+
+def start_process(
+    directory: Path, *extra_args: str, timeout: float = 30.0, audit_log: bool | Path = False
+) -> RunningApiServer:
+    """Start `jibri-sandbox apiserver` in `directory`; return once it accepts requests.
+
+    `audit_log=True` writes `directory/audit.jsonl` (emptied first)."""
     directory.mkdir(parents=True, exist_ok=True)
     kubeconfig = directory / "kubeconfig"
     kubeconfig.unlink(missing_ok=True)
     log = directory / "apiserver.log"
+    audit_path = (directory / "audit.jsonl" if audit_log is True else Path(audit_log)) if audit_log else None
+    args = list(extra_args)
+    if audit_path is not None:
+        audit_path.unlink(missing_ok=True)
+        args += ["--audit-log", str(audit_path)]
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
@@ -65,7 +84,7 @@ def start_process(directory: Path, *extra_args: str, timeout: float = 30.0) -> R
                 "apiserver",
                 "--kubeconfig",
                 str(kubeconfig),
-                *extra_args,
+                *args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -86,6 +105,7 @@ def start_process(directory: Path, *extra_args: str, timeout: float = 30.0) -> R
         token=config["users"][0]["user"]["token"],
         process=process,
         log=log,
+        audit_log=audit_path,
     )
 
 
