@@ -156,6 +156,17 @@ def scale_table(scale: Obj) -> Obj:
 _cluster_ips = itertools.count(10)
 
 
+def reserve_cluster_ips(services: list[Obj]) -> None:
+    """After a restart: new Services get addresses after those already given (10.96.x.y)."""
+    global _cluster_ips
+    following = [10]  # the n of prepare()'s 10.96.{n // 250}.{n % 250 + 1}, plus one
+    for svc in services:
+        parts = str((svc.get("spec") or {}).get("clusterIP") or "").split(".")
+        if len(parts) == 4 and parts[:2] == ["10", "96"] and all(p.isdigit() for p in parts[2:]):
+            following.append(int(parts[2]) * 250 + int(parts[3]))
+    _cluster_ips = itertools.count(max(following))
+
+
 POD_DEFAULTS = {
     "restartPolicy": "Always",
     "terminationGracePeriodSeconds": 30,

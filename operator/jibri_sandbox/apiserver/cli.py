@@ -1,4 +1,7 @@
-"""`jibri-sandbox apiserver --kubeconfig PATH [--port N]`: serve until SIGTERM or SIGINT."""
+"""`jibri-sandbox apiserver --kubeconfig PATH [--port N]`: serve until SIGTERM or SIGINT.
+
+The objects are saved to WORKDIR/state.json at every shutdown; `--restore` loads them at start.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +39,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--bookmark-interval", type=float, default=10.0, help="seconds between watch bookmarks"
     )
     parser.add_argument(
+        "--restore",
+        action="store_true",
+        help="load the objects WORKDIR/state.json holds (saved at every shutdown) and keep the certificates",
+    )
+    parser.add_argument(
         "--audit-log", type=Path, default=None, help="append one JSON line per pod deletion and eviction"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, one line per request")
@@ -46,7 +54,7 @@ async def serve(args: argparse.Namespace) -> None:
     workdir = args.workdir or args.kubeconfig.parent / f"{args.kubeconfig.name}.d"
     server = ApiServer(
         args.kubeconfig, args.host, args.port, args.token, args.history, args.bookmark_interval, workdir,
-        audit_log=args.audit_log,
+        restore=args.restore, audit_log=args.audit_log,
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

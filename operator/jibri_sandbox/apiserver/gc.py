@@ -68,6 +68,23 @@ class Collector:
             elif event.storage == CRDS:
                 self._queue("crd", m["name"])
 
+    def resync(self) -> None:
+        """Look for pending work in what is stored (at start, e.g. after a restart: no events)."""
+        for uid in list(self.store.dependents):
+            if self.store.find_uid(uid) is None:
+                self._queue("orphaned", uid)
+        for storage in list(self.store.objects):
+            for obj in self.store.items(storage):
+                m = obj["metadata"]
+                if not m.get("deletionTimestamp"):
+                    continue
+                if FOREGROUND in (m.get("finalizers") or ()) or ORPHAN in (m.get("finalizers") or ()):
+                    self._queue("owner", m.get("uid"))
+                if storage == NAMESPACES:
+                    self._queue("namespace", m["name"])
+                elif storage == CRDS:
+                    self._queue("crd", m["name"])
+
     async def run(self) -> None:
         while True:
             await self._wake.wait()

@@ -69,6 +69,13 @@ class Api:
         for rt in builtins.builtin_types():
             registry.add(rt)
 
+    def restored(self) -> None:
+        """After `store.load()`: serve the stored CRDs' resources again, keep Service IPs unique."""
+        for crd in self.store.items(("apiextensions.k8s.io", "customresourcedefinitions")):
+            for served in crds.resource_types(crd):
+                self.registry.add(served)
+        builtins.reserve_cluster_ips(self.store.items(("", "services")))
+
     # --- presentation ----------------------------------------------------------------------------
 
     def present(self, rt: ResourceType, obj: Obj) -> Obj:

@@ -5,6 +5,7 @@ Requests are parsed here and handed to `rest.Api`; answers are JSON (or a
 Watches are newline-delimited JSON over a chunked response.
 
 Pod deletions and evictions are written to the audit log here (audit.py), with their answers.
+`ApiServer` saves its objects at shutdown and loads them with `restore` (store.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import secrets
 import tempfile
 import time
@@ -656,8 +658,10 @@ class ApiServer:
         workdir: str | Path | None = None,
         log_requests: bool = False,
         audit_log: str | Path | None = None,
+        restore: bool = False,
     ):
         self.log_requests = log_requests
+        self.restore = restore
         self.audit_path = Path(audit_log) if audit_log else None
         self.audit: AuditLog | None = None
         self.host = host
@@ -670,6 +674,7 @@ class ApiServer:
             workdir = self._tmp.name
         self.workdir = Path(workdir)
         self.kubeconfig = Path(kubeconfig) if kubeconfig else self.workdir / "kubeconfig"
+        self.state_file = self.workdir / "state.json"
         self.store = Store(history_size)
         self.registry = Registry()
         self.api = Api(self.store, self.registry)
@@ -686,14 +691,22 @@ class ApiServer:
                                                "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 6443}]}})  # fmt: skip
 
     async def start(self) -> ApiServer:
-        certs = tls.generate(self.workdir / "pki")
-        self._seed()
+        restoring = self.restore and self.state_file.exists()
+        certs = tls.generate(self.workdir / "pki", reuse=self.restore)
+        if restoring:
+            self.store.load(json.loads(self.state_file.read_text()))
+            self.api.restored()
+            log.info("restored %d objects at resourceVersion %d from %s",
+                     sum(len(o) for o in self.store.objects.values()), self.store.rv, self.state_file)  # fmt: skip
+        else:
+            self._seed()
         if self.audit_path is not None:
             self.audit = self.api.audit = AuditLog(self.audit_path)
-        self._tasks = [
-            asyncio.create_task(Collector(self.api).run()),
-            asyncio.create_task(DisruptionController(self.api).run()),
-        ]
+        collector, disruption = Collector(self.api), DisruptionController(self.api)
+        if restoring:
+            collector.resync()
+            disruption.resync_all()
+        self._tasks = [asyncio.create_task(collector.run()), asyncio.create_task(disruption.run())]
         app = web.Application(middlewares=[_auth_middleware(self.token)], client_max_size=16 * 1024 * 1024)
         handler = Handler(self.api, "", self.bookmark_interval, self.audit)
         app.router.add_route("*", "/{tail:.*}", handler.handle)
@@ -713,6 +726,12 @@ class ApiServer:
         log.info("API server listening on %s; kubeconfig %s", self.url, self.kubeconfig)
         return self
 
+    def save(self) -> None:
+        """Write the objects and the resourceVersion counter to `state_file` (atomically)."""
+        staging = self.state_file.with_name(f".{self.state_file.name}.tmp")
+        staging.write_text(json.dumps(self.store.dump(), separators=(",", ":"), ensure_ascii=False))
+        os.replace(staging, self.state_file)
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -721,6 +740,11 @@ class ApiServer:
                 watcher.close()
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
+            if self._tmp is None:
+                self.save()
+                log.info("saved %d objects at resourceVersion %d to %s",
+                         sum(len(o) for o in self.store.objects.values()), self.store.rv, self.state_file)  # fmt: skip
         if self.audit is not None:
             self.audit.close()
             self.audit = self.api.audit = None

@@ -65,7 +65,8 @@ def start_process(
 ) -> RunningApiServer:
     """Start `jibri-sandbox apiserver` in `directory`; return once it accepts requests.
 
-    `audit_log=True` writes `directory/audit.jsonl` (emptied first)."""
+    A fresh world each time: objects an earlier server saved there are loaded only with
+    `--restore` among `extra_args`. `audit_log=True` writes `directory/audit.jsonl` (emptied first)."""
     directory.mkdir(parents=True, exist_ok=True)
     kubeconfig = directory / "kubeconfig"
     kubeconfig.unlink(missing_ok=True)
