@@ -474,6 +474,8 @@ def test_every_pod_removal_is_in_the_audit_log(
     assert evict(core, ns, "p0") == 429  # the busy pod is refused
     assert evict(core, ns, "p1", dryRun=["All"]) == 201
     assert evict(core, ns, "p1") == 201
+    server.fail(500, verbs=["create"], resources=["pods/eviction"], times=1)
+    assert evict(core, ns, "p2") == 500  # an injected fault is an answer too
     core.delete_namespaced_pod("p2", ns, grace_period_seconds=0)
     with pytest.raises(ApiException):
         core.delete_namespaced_pod("p2", ns)
@@ -486,6 +488,7 @@ def test_every_pod_removal_is_in_the_audit_log(
         ("evict", "p0", 429, False),
         ("evict", "p1", 201, True),
         ("evict", "p1", 201, False),
+        ("evict", "p2", 500, False),
         ("delete", "p2", 200, False),
         ("delete", "p2", 404, False),
         ("delete", "p3", 200, False),
@@ -496,10 +499,10 @@ def test_every_pod_removal_is_in_the_audit_log(
     assert refused["labels"] == {"app": "rec", "jibri.dev/state": "busy"} and refused["annotations"] == {
         "note": "pod 0"
     }
-    assert (refused["uid"], allowed["uid"], lines[4]["uid"]) == (uids["p0"], uids["p1"], None)
+    assert (refused["uid"], allowed["uid"], lines[5]["uid"]) == (uids["p0"], uids["p1"], None)
     assert (refused["phase"], refused["terminating"], refused["user"]) == ("Running", False, "sandbox-admin")
-    assert lines[3]["gracePeriodSeconds"] == 0 and lines[3]["userAgent"].startswith("OpenAPI-Generator")
-    assert lines[5]["user"] == "system:serviceaccount:kube-system:generic-garbage-collector"
+    assert lines[4]["gracePeriodSeconds"] == 0 and lines[4]["userAgent"].startswith("OpenAPI-Generator")
+    assert lines[6]["user"] == "system:serviceaccount:kube-system:generic-garbage-collector"
     busy = [
         x
         for x in lines

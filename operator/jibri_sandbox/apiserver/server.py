@@ -4,8 +4,10 @@ Requests are parsed here and handed to `rest.Api`; answers are JSON (or a
 `meta.k8s.io/v1` Table / PartialObjectMetadata when the Accept header asks).
 Watches are newline-delimited JSON over a chunked response.
 
-Pod deletions and evictions are written to the audit log here (audit.py), with their answers.
-`ApiServer` saves its objects at shutdown and loads them with `restore` (store.py).
+Also here: the fault switches (`/sandbox/faults`, see faults.py) are applied to requests
+before they reach the registry, pod deletions and evictions are written to the audit log
+(audit.py), and `ApiServer` saves its objects at shutdown and loads them with `restore`
+(a restart keeps the objects and the resourceVersion counter; see store.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import secrets
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import builtins, discovery, errors, kubeconfig, openapi, protobuf, tables, tls
+from . import builtins, discovery, errors, faults, kubeconfig, openapi, protobuf, tables, tls
 from .audit import AuditLog
 from .disruption import DisruptionController
 from .eviction import Evictions
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 PUBLIC_PATHS = {"/healthz", "/livez", "/readyz"}
+FAULTS_PATH = "/sandbox/faults"
 
 
 def encode(obj: Any) -> bytes:
@@ -62,6 +66,19 @@ def error_response(exc: errors.ApiError) -> web.Response:
     if retry_after:  # responsewriters.ErrorNegotiated: a suggested delay is also a header
         response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def fault_response(fault: faults.Fault) -> web.Response:
+    """What an injected error fault answers."""
+    if fault.code == 429:  # the max-in-flight / APF filters' http.Error, plain text
+        return web.Response(
+            text=faults.TOO_MANY_REQUESTS,
+            status=429,
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"Retry-After": str(fault.retry_after), "X-Content-Type-Options": "nosniff"},
+        )
+    return error_response(fault.error())
 
 
 @dataclass
@@ -118,16 +135,22 @@ class Handler:
         api: Api,
         address: str,
         bookmark_interval: float,
+        fault_switches: faults.Faults | None = None,
         audit: AuditLog | None = None,
+        restart: Callable[[float], None] | None = None,
+        boot: str = "",
     ):
         self.api = api
         self.store = api.store
         self.registry = api.registry
         self.address = address
         self.bookmark_interval = bookmark_interval
-        self.active_watches: set[asyncio.Task[Any]] = set()
+        self.watches: dict[Watcher, web.Request] = {}
         self.evictions = Evictions(api)
+        self.faults = fault_switches or faults.Faults()
         self.audit = audit
+        self.restart = restart
+        self.boot = boot
 
     # --- routing ---------------------------------------------------------------------------------
 
@@ -147,6 +170,12 @@ class Handler:
         parts = [p for p in path.split("/") if p]
         if path in PUBLIC_PATHS:
             return web.Response(text="ok")
+        if path == FAULTS_PATH or path.startswith(FAULTS_PATH + "/"):
+            return await self._faults(request, path[len(FAULTS_PATH) + 1 :])
+        if not parts or parts[0] not in ("api", "apis") or len(parts) <= (2 if parts[0] == "api" else 3):
+            fault = self.faults.error_for("get")  # discovery, OpenAPI, /version: gets of no resource
+            if fault is not None:
+                return fault_response(fault)
         if path == "/version":
             return respond(discovery.VERSION)
         if path == "/":
@@ -246,6 +275,16 @@ class Handler:
         removal = (verb == "delete" and not t.sub) or (verb == "create" and t.sub == "eviction")
         if removal and self.audit is not None and t.rt.builtin and t.rt.kind == "Pod":
             return await self._audited(request, t, verb)
+        return await self._faulted(request, t, verb)
+
+    async def _faulted(self, request: web.Request, t: Target, verb: str) -> web.StreamResponse:
+        """The request, unless a fault switch answers it first."""
+        fault = self.faults.error_for(verb, t.rt.plural, t.rt.group, t.sub)
+        if fault is not None:
+            return fault_response(fault)
+        status_write = t.sub == "status" and verb in ("update", "patch")
+        if status_write and self.faults.conflict_for(verb, t.rt.plural, t.rt.group) is not None:
+            raise errors.conflict(t.rt.plural, t.rt.group, t.name or "")
         return await self._serve(request, t)
 
     async def _audited(self, request: web.Request, t: Target, verb: str) -> web.StreamResponse:
@@ -264,7 +303,7 @@ class Handler:
                 options.setdefault("dryRun", request.query.getall("dryRun", []))
         code, reason, message = 500, "", ""
         try:
-            response = await self._serve(request, t)
+            response = await self._faulted(request, t, verb)
             code = response.status
             return response
         except errors.ApiError as exc:
@@ -484,6 +523,50 @@ class Handler:
             grace=options.get("gracePeriodSeconds"),
         )  # fmt: skip
 
+    # --- fault switches ---------------------------------------------------------------------------
+
+    async def _faults(self, request: web.Request, fault_id: str) -> web.Response:
+        """GET lists the active faults, POST sets one, DELETE clears all (or the one named)."""
+        if request.method == "GET" and not fault_id:
+            return respond(
+                {"boot": self.boot, "faults": self.faults.describe(), "openWatches": len(self.watches)}
+            )
+        if request.method == "DELETE":
+            cleared = self.faults.clear(fault_id or None)
+            if fault_id and not cleared:
+                raise errors.ApiError(404, "NotFound", f'fault "{fault_id}" not found')
+            return respond({"cleared": cleared})
+        if request.method != "POST" or fault_id:
+            raise errors.method_not_allowed()
+        try:
+            spec = json.loads(await request.read() or b"null")
+        except ValueError as exc:
+            raise errors.bad_request(f"error decoding request body: {exc}") from None
+        kind = spec.get("fault") if isinstance(spec, dict) else None
+        if kind == "dropWatches":
+            return respond({"dropped": self.drop_watches(bool(spec.get("abort")))})
+        if kind == "restart":
+            downtime = faults.parse_downtime(spec)
+            if self.restart is None:
+                raise errors.bad_request(
+                    "restart needs the server to run as its own process (jibri-sandbox apiserver)"
+                )
+            asyncio.get_running_loop().call_later(0.05, self.restart, downtime)  # after this answer
+            return respond({"restarting": True, "downtime": downtime, "boot": self.boot}, 202)
+        fault = self.faults.add(faults.parse(spec))
+        log.info("fault set: %s", fault.describe(time.monotonic()))
+        return respond(fault.describe(time.monotonic()), 201)
+
+    def drop_watches(self, abort: bool = False) -> int:
+        """End every open watch now: cleanly (as a watch timeout does), or resetting the connection."""
+        dropped = list(self.watches.items())
+        for watcher, request in dropped:
+            if abort and request.transport is not None:
+                request.transport.abort()
+            self.store.unwatch(watcher)
+        log.info("dropped %d watches%s", len(dropped), " (connections reset)" if abort else "")
+        return len(dropped)
+
     # --- watch ------------------------------------------------------------------------------------
 
     def _encode_event(
@@ -570,6 +653,7 @@ class Handler:
         start_rv = self.store.rv
         if error is None:
             self.store.watch(watcher)
+            self.watches[watcher] = request
         response = web.StreamResponse(
             status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"}
         )
@@ -620,6 +704,7 @@ class Handler:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
+            self.watches.pop(watcher, None)
             self.store.unwatch(watcher)
         return response
 
@@ -657,13 +742,19 @@ class ApiServer:
         bookmark_interval: float = 10.0,
         workdir: str | Path | None = None,
         log_requests: bool = False,
-        audit_log: str | Path | None = None,
         restore: bool = False,
+        audit_log: str | Path | None = None,
+        fault_specs: list[Obj] | None = None,
     ):
         self.log_requests = log_requests
         self.restore = restore
         self.audit_path = Path(audit_log) if audit_log else None
         self.audit: AuditLog | None = None
+        self.faults = faults.Faults()
+        for spec in fault_specs or ():
+            self.faults.add(faults.parse(spec))
+        self.boot = uuid.uuid4().hex  # tells a restarted server from the one before
+        self.on_restart: Callable[[float], None] | None = None  # set by the CLI, which can re-exec
         self.host = host
         self.port = port
         self.token = token or secrets.token_urlsafe(24)
@@ -679,6 +770,7 @@ class ApiServer:
         self.registry = Registry()
         self.api = Api(self.store, self.registry)
         self.url = ""
+        self.handler: Handler | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -708,7 +800,9 @@ class ApiServer:
             disruption.resync_all()
         self._tasks = [asyncio.create_task(collector.run()), asyncio.create_task(disruption.run())]
         app = web.Application(middlewares=[_auth_middleware(self.token)], client_max_size=16 * 1024 * 1024)
-        handler = Handler(self.api, "", self.bookmark_interval, self.audit)
+        handler = self.handler = Handler(
+            self.api, "", self.bookmark_interval, self.faults, self.audit, self._restart, self.boot
+        )
         app.router.add_route("*", "/{tail:.*}", handler.handle)
         access_log = logging.getLogger("jibri_sandbox.apiserver.access") if self.log_requests else None
         self._runner = web.AppRunner(app, access_log=access_log, handle_signals=False, shutdown_timeout=1.0)
@@ -725,6 +819,11 @@ class ApiServer:
         kubeconfig.write(self.kubeconfig, self.url, certs.ca_cert.read_bytes(), self.token)
         log.info("API server listening on %s; kubeconfig %s", self.url, self.kubeconfig)
         return self
+
+    def _restart(self, downtime: float) -> None:
+        if self.on_restart is not None:
+            log.info("restart requested (downtime %ss)", downtime)
+            self.on_restart(downtime)
 
     def save(self) -> None:
         """Write the objects and the resourceVersion counter to `state_file` (atomically)."""
