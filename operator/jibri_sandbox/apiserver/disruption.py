@@ -33,7 +33,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import policy
+from . import errors, policy
 from .meta import parse_time
 from .rest import Api
 from .selectors import selector_matches
@@ -217,7 +217,7 @@ class DisruptionController:
             raise SyncError(f"{resource} does not implement the scale subresource")
         try:
             scale = self.api.get_scale(rt, namespace, str(ref.get("name") or ""))
-        except Exception:
+        except errors.ApiError:
             return None  # not found: no controller of this kind
         if scale["metadata"].get("uid") != ref.get("uid"):
             return None
