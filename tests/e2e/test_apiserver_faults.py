@@ -7,6 +7,7 @@ server process so no other test meets them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -417,3 +418,32 @@ def test_kopf_keeps_working_through_every_fault(
         handled("w4")
         co.patch_namespaced_custom_object(*args, "w0", {"spec": {"replicas": 3}})
         handled("w0", replicas=3)
+
+
+async def test_the_sandbox_kubelet_runs_pods_across_a_restart(
+    server: RunningApiServer, core: client.CoreV1Api, tmp_path: Path
+) -> None:
+    from jibri_sandbox.kubelet import Kubelet
+
+    def pod(name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name},
+                "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "infinity"]}]}}  # fmt: skip
+
+    def ready(name: str) -> bool:
+        status = core.read_namespaced_pod(name, "default").status
+        return any(c.type == "Ready" and c.status == "True" for c in status.conditions or ())
+
+    def gone(name: str) -> bool:
+        return failure(core.read_namespaced_pod, name, "default") is not None
+
+    async with Kubelet(server.kubeconfig, node_name="faulty", startup_delay=0.2, restart_backoff=0.3,
+                       state_dir=tmp_path / "kubelet"):  # fmt: skip
+        await asyncio.to_thread(core.create_namespaced_pod, "default", pod("before"))
+        await asyncio.to_thread(wait_for, lambda: ready("before"), 20, "the first pod ready")
+        await asyncio.to_thread(server.restart, 0.5)
+        await asyncio.to_thread(core.create_namespaced_pod, "default", pod("after"))
+        await asyncio.to_thread(wait_for, lambda: ready("after"), 20, "a pod created after the restart ready")
+        await asyncio.to_thread(core.delete_namespaced_pod, "before", "default")
+        await asyncio.to_thread(wait_for, lambda: gone("before"), 20, "the kubelet to finish the first pod")
+    lines = [(x["name"], x["code"], x["terminating"]) for x in server.audit()]
+    assert lines == [("before", 200, False), ("before", 200, True)]  # the delete, then the kubelet's
