@@ -26,7 +26,7 @@ from apiserver_fixture import KOPF_PEERING_CRDS, WIDGET_CRD, Kubectl, as_objects
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from jibri_sandbox.apiserver.testing import RunningApiServer
+from jibri_sandbox.apiserver.testing import RunningApiServer, start_thread
 
 pytestmark = pytest.mark.e2e
 WIDGETS = ("test.example.com", "v1")
@@ -124,6 +124,16 @@ def test_bad_fault_specs_are_refused(server: RunningApiServer) -> None:
             server.set_fault(spec)
     with pytest.raises(RuntimeError, match="404"):
         server.clear_faults("no-such-fault")
+
+
+def test_an_in_process_server_sets_faults_but_cannot_restart() -> None:
+    with start_thread() as inproc:
+        handle = RunningApiServer(inproc.kubeconfig, inproc.url, inproc.token, process=None, log=Path())  # type: ignore[arg-type]
+        core = client.CoreV1Api(config.new_client_from_config(config_file=str(inproc.kubeconfig)))
+        handle.fail(500, verbs=["list"], times=1)
+        assert failure(core.list_namespace) is not None and failure(core.list_namespace) is None
+        with pytest.raises(RuntimeError, match="restart needs the server to run as its own process"):
+            handle.set_fault({"fault": "restart"})
 
 
 def test_status_writes_conflict_then_succeed(server: RunningApiServer, api: client.ApiClient) -> None:

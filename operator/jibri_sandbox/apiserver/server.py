@@ -800,8 +800,9 @@ class ApiServer:
             disruption.resync_all()
         self._tasks = [asyncio.create_task(collector.run()), asyncio.create_task(disruption.run())]
         app = web.Application(middlewares=[_auth_middleware(self.token)], client_max_size=16 * 1024 * 1024)
+        restart = self._restart if self.on_restart is not None else None  # in process: no restart
         handler = self.handler = Handler(
-            self.api, "", self.bookmark_interval, self.faults, self.audit, self._restart, self.boot
+            self.api, "", self.bookmark_interval, self.faults, self.audit, restart, self.boot
         )
         app.router.add_route("*", "/{tail:.*}", handler.handle)
         access_log = logging.getLogger("jibri_sandbox.apiserver.access") if self.log_requests else None
@@ -823,7 +824,7 @@ class ApiServer:
     def _restart(self, downtime: float) -> None:
         if self.on_restart is not None:
             log.info("restart requested (downtime %ss)", downtime)
-            self.on_restart(downtime)
+            self.on_restart(downtime)  # the CLI stops the server, then re-executes itself
 
     def save(self) -> None:
         """Write the objects and the resourceVersion counter to `state_file` (atomically)."""
