@@ -7,7 +7,6 @@ server process so no other test meets them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -430,10 +429,10 @@ def test_kopf_keeps_working_through_every_fault(
         handled("w0", replicas=3)
 
 
-async def test_the_sandbox_kubelet_runs_pods_across_a_restart(
+def test_the_sandbox_kubelet_runs_pods_across_a_restart(
     server: RunningApiServer, core: client.CoreV1Api, tmp_path: Path
 ) -> None:
-    from jibri_sandbox.kubelet import Kubelet
+    """The kubelet as the sandbox runs it (its own process, as `jibri-sandbox up` starts it)."""
 
     def pod(name: str) -> dict[str, Any]:
         return {"metadata": {"name": name},
@@ -446,14 +445,33 @@ async def test_the_sandbox_kubelet_runs_pods_across_a_restart(
     def gone(name: str) -> bool:
         return failure(core.read_namespaced_pod, name, "default") is not None
 
-    async with Kubelet(server.kubeconfig, node_name="faulty", startup_delay=0.2, restart_backoff=0.3,
-                       state_dir=tmp_path / "kubelet"):  # fmt: skip
-        await asyncio.to_thread(core.create_namespaced_pod, "default", pod("before"))
-        await asyncio.to_thread(wait_for, lambda: ready("before"), 20, "the first pod ready")
-        await asyncio.to_thread(server.restart, 0.5)
-        await asyncio.to_thread(core.create_namespaced_pod, "default", pod("after"))
-        await asyncio.to_thread(wait_for, lambda: ready("after"), 20, "a pod created after the restart ready")
-        await asyncio.to_thread(core.delete_namespaced_pod, "before", "default")
-        await asyncio.to_thread(wait_for, lambda: gone("before"), 20, "the kubelet to finish the first pod")
+    ready_file = tmp_path / "kubelet.ready"
+    log = (tmp_path / "kubelet.log").open("w+")
+    kubelet = subprocess.Popen(
+        [sys.executable, "-m", "jibri_sandbox.cli", "kubelet", "--kubeconfig", str(server.kubeconfig),
+         "--node-name", "faulty", "--startup-delay", "0.2", "--restart-backoff", "0.3",
+         "--state-dir", str(tmp_path / "kubelet"), "--ready-file", str(ready_file)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        wait_for(ready_file.exists, 30, "the kubelet to be ready")
+        core.create_namespaced_pod("default", pod("before"))
+        wait_for(lambda: ready("before"), 20, "the first pod ready")
+        server.restart(downtime=0.5)
+        core.create_namespaced_pod("default", pod("after"))
+        wait_for(lambda: ready("after"), 20, "a pod created after the restart ready")
+        core.delete_namespaced_pod("before", "default")
+        wait_for(lambda: gone("before"), 20, "the kubelet to finish the first pod")
+    except BaseException:
+        log.seek(0)
+        print(log.read())  # shown by pytest on failure
+        raise
+    finally:
+        kubelet.send_signal(signal.SIGTERM)
+        try:
+            kubelet.wait(20)
+        except subprocess.TimeoutExpired:
+            kubelet.kill()
+            kubelet.wait()
     lines = [(x["name"], x["code"], x["terminating"]) for x in server.audit()]
     assert lines == [("before", 200, False), ("before", 200, True)]  # the delete, then the kubelet's
