@@ -13,7 +13,9 @@ pytest runs with its default import mode, as `make test` does):
 `apiserver` is one server process for the whole session (`.kubeconfig`, `.url`,
 `.token`), so tests must use their own namespaces or names. `start_process()` gives
 a private one with other flags (e.g. `"--history", "20"` for a short watch history,
-`"--bookmark-interval", "0.3"`); stop it with `.stop()`.
+`"--bookmark-interval", "0.3"`, `audit_log=True` for `.audit()`); stop it with `.stop()`.
+Fault switches (`.fail()`, `.conflict_status_writes()`, `.drop_watches()`, `.restart()`)
+belong on a private server: the shared one serves every other test.
 
 Clients: prefer `kubernetes.config.new_client_from_config(config_file=...)` (no
 global state). kopf reads KUBECONFIG through the `kubernetes` package, which

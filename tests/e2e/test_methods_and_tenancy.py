@@ -53,7 +53,7 @@ async def test_a_refused_mode_is_learnt_and_the_session_lands_elsewhere(
         return unable == {nickname(file_only): ["stream"]} and stream.get("unable") == 1
 
     await eventually(shows_the_mark, 10, "the environment's status to show the refusal")
-    assert "ModeRefused" in reasons(env.cluster, env.namespace)
+    await eventually(lambda: "ModeRefused" in reasons(env.cluster, env.namespace), 10, "a ModeRefused Event")
 
 
 async def test_a_session_no_jibri_can_serve_waits_and_says_why(
@@ -66,7 +66,9 @@ async def test_a_session_no_jibri_can_serve_waits_and_says_why(
         lambda: scheduled(env, "waiting").get("reason") == "NoJibriForMode", 15, "NoJibriForMode"
     )
     assert env.phase("waiting") == "Pending", "it waits; it does not fail"
-    assert "NoJibriForMode" in reasons(env.cluster, env.namespace)
+    await eventually(
+        lambda: "NoJibriForMode" in reasons(env.cluster, env.namespace), 10, "a NoJibriForMode Event"
+    )
 
     def methods() -> dict[str, dict[str, int]]:
         return dict(((env.environment() or {}).get("status") or {}).get("methods") or {})
@@ -122,7 +124,11 @@ async def test_environments_are_shared_across_namespaces_only_where_allowed(
     )
     message = scheduled(env, "gatecrash", stranger)["message"]
     assert "spec.allowedNamespaces" in message and stranger in message
-    assert "EnvironmentNotAllowed" in reasons(env.cluster, stranger)
+    await eventually(  # kopf posts Events in the background
+        lambda: "EnvironmentNotAllowed" in reasons(env.cluster, stranger),
+        10,
+        "an EnvironmentNotAllowed Event",
+    )
     assert not jibri.starts
 
     await asyncio.to_thread(create, tenant, "guest", mode="stream", streamKeySecretRef={"name": "yt"})

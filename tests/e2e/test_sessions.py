@@ -196,8 +196,11 @@ async def test_a_jibri_leaving_mid_session_is_a_retry(env: Environment, jibris: 
     )
     session = env.get_session("resilient") or {}
     assert session["status"]["attempts"] == 2
-    reasons = {event.reason for event in env.cluster.events(env.namespace)}
-    assert "JibriLeft" in reasons
+    await eventually(
+        lambda: "JibriLeft" in {event.reason for event in env.cluster.events(env.namespace)},
+        10,
+        "a JibriLeft Event",
+    )
 
 
 async def test_an_unanswered_start_is_followed_not_repeated(env: Environment, jibris: JibriFactory) -> None:
@@ -211,8 +214,11 @@ async def test_an_unanswered_start_is_followed_not_repeated(env: Environment, ji
     session = await env.wait_phase("lost-answer", "Recording", timeout=20)  # the command timeout is 10 s
     assert session["status"]["jibri"]["nickname"] == nickname(silent)
     assert starts(other) == 0
-    reasons = {event.reason for event in env.cluster.events(env.namespace)}
-    assert "StartUnanswered" in reasons
+    await eventually(
+        lambda: "StartUnanswered" in {event.reason for event in env.cluster.events(env.namespace)},
+        10,
+        "a StartUnanswered Event",
+    )
 
 
 async def test_probes_and_metrics(env: Environment, jibris: JibriFactory, operator: OperatorProcess) -> None:

@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from . import errors
+from . import errors, policy
 from .kinds import ResourceType
 
 Obj = dict[str, Any]
@@ -96,6 +96,8 @@ def builtin_types() -> list[ResourceType]:
            name_rule="path", store_as=("", "events"), to_storage=event_to_core, from_storage=event_to_v1beta,
            return_deleted=False),
         _t("coordination.k8s.io", "v1", "leases", "Lease", return_deleted=False),
+        _t("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",),
+           generation=True, return_deleted=False, **status),
         *(_t(group, "v1", plural, kind, False, verbs=("create",))
           for group, plural, kind in REVIEWS),
         _t("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
@@ -154,6 +156,17 @@ def scale_table(scale: Obj) -> Obj:
 _cluster_ips = itertools.count(10)
 
 
+def reserve_cluster_ips(services: list[Obj]) -> None:
+    """After a restart: new Services get addresses after those already given (10.96.x.y)."""
+    global _cluster_ips
+    following = [10]  # the n of prepare()'s 10.96.{n // 250}.{n % 250 + 1}, plus one
+    for svc in services:
+        parts = str((svc.get("spec") or {}).get("clusterIP") or "").split(".")
+        if len(parts) == 4 and parts[:2] == ["10", "96"] and all(p.isdigit() for p in parts[2:]):
+            following.append(int(parts[2]) * 250 + int(parts[3]))
+    _cluster_ips = itertools.count(max(following))
+
+
 POD_DEFAULTS = {
     "restartPolicy": "Always",
     "terminationGracePeriodSeconds": 30,
@@ -193,6 +206,8 @@ def prepare(kind: str, obj: Obj, old: Obj | None) -> None:
         obj.setdefault("status", {"loadBalancer": {}})
     elif kind == "Secret":
         obj.setdefault("type", "Opaque")
+    elif kind == "PodDisruptionBudget":
+        obj["status"] = policy.empty_status()  # the strategy's PrepareForCreate: status is the controller's
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -228,6 +243,8 @@ def check(kind: str, obj: Obj, old: Obj | None, subresource: str = "") -> list[e
                     found.append(errors.required(f"spec.containers[{i}].{req}"))
         if old is not None and _pod_spec_sans_mutable(spec) != _pod_spec_sans_mutable(old.get("spec") or {}):
             found.append(errors.forbidden_field("spec", POD_MUTABLE))
+    if kind == "PodDisruptionBudget":
+        found += policy.check(obj, subresource)
     if kind in ("ConfigMap", "Secret") and old is not None and old.get("immutable"):
         for field in ("data", "binaryData"):
             if obj.get(field) != old.get(field):
@@ -372,6 +389,16 @@ TABLES: dict[str, tuple[list[Col], Cells]] = {
     "ServiceAccount": (
         [_NAME, ("Secrets", "integer", "", 0), _AGE],
         lambda o: [o["metadata"]["name"], len(o.get("secrets") or []), _age(o)],
+    ),
+    "PodDisruptionBudget": (
+        [
+            _NAME,
+            ("Min Available", "string", "", 0),
+            ("Max Unavailable", "string", "", 0),
+            ("Allowed Disruptions", "integer", "", 0),
+            _AGE,
+        ],
+        policy.table_cells,
     ),
     "CustomResourceDefinition": (
         [_NAME, ("Created At", "date", "", 0)],

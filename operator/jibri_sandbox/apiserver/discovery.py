@@ -68,6 +68,9 @@ def _legacy_resources(rt: ResourceType) -> list[Obj]:
                 "verbs": ["create"],
             }
         )
+        # kubectl drain looks for exactly this entry (name, kind, group and version) to use evictions
+        out.append({"name": "pods/eviction", "singularName": "", "namespaced": True, "group": "policy",
+                    "version": "v1", "kind": "Eviction", "verbs": ["create"]})  # fmt: skip
     if rt.scale:
         out.append({"name": f"{rt.plural}/scale", "singularName": "", "namespaced": rt.namespaced, "group": "autoscaling",
                     "version": "v1", "kind": "Scale", "verbs": SUB_VERBS})  # fmt: skip
@@ -126,6 +129,8 @@ def _aggregated_resource(rt: ResourceType) -> Obj:
                 "verbs": ["create"],
             }
         )
+        subs.append({"subresource": "eviction", "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
+                     "verbs": ["create"]})  # fmt: skip
     if rt.scale:
         subs.append({"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
                      "verbs": SUB_VERBS})  # fmt: skip

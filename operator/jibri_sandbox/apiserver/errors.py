@@ -32,6 +32,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:
+            del body["reason"]  # omitempty: a Status built by hand (the eviction's 500) has none
         if self.details is not None:
             body["details"] = self.details
         return body

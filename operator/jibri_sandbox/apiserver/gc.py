@@ -22,7 +22,7 @@ import asyncio
 import logging
 from typing import Any
 
-from . import crds
+from . import audit, crds
 from .rest import FOREGROUND, ORPHAN, Api
 from .store import Event, Obj, Storage
 
@@ -67,6 +67,23 @@ class Collector:
                 self._queue("namespace", m["name"])
             elif event.storage == CRDS:
                 self._queue("crd", m["name"])
+
+    def resync(self) -> None:
+        """Look for pending work in what is stored (at start, e.g. after a restart: no events)."""
+        for uid in list(self.store.dependents):
+            if self.store.find_uid(uid) is None:
+                self._queue("orphaned", uid)
+        for storage in list(self.store.objects):
+            for obj in self.store.items(storage):
+                m = obj["metadata"]
+                if not m.get("deletionTimestamp"):
+                    continue
+                if FOREGROUND in (m.get("finalizers") or ()) or ORPHAN in (m.get("finalizers") or ()):
+                    self._queue("owner", m.get("uid"))
+                if storage == NAMESPACES:
+                    self._queue("namespace", m["name"])
+                elif storage == CRDS:
+                    self._queue("crd", m["name"])
 
     async def run(self) -> None:
         while True:
@@ -149,7 +166,7 @@ class Collector:
             for obj in self.store.items(storage, name):
                 remaining = True
                 if not obj["metadata"].get("deletionTimestamp"):
-                    self.api.system_delete(storage, obj)
+                    self.api.system_delete(storage, obj, user=audit.NAMESPACE_CONTROLLER)
         if not remaining or not self.store.namespace_has_objects(name):
             self.api.system_update(NAMESPACES, ns, {"spec": {**(ns.get("spec") or {}), "finalizers": []}})
 

@@ -4,7 +4,9 @@ client-go's typed clients always write protobuf (`application/vnd.kubernetes.pro
 and accept JSON back, so the server must read protobuf but never writes it. Only
 the kinds kubectl's imperative `create` subcommands produce are mapped (field numbers
 from k8s.io/api's generated.proto): Namespace, ConfigMap, Secret, ServiceAccount,
-Service, Pod (the fields `kubectl run` sets), and the reviews `kubectl auth can-i/whoami` send. Others get 415, as a server without that type's protobuf would answer.
+Service, Pod (the fields `kubectl run` sets), PodDisruptionBudget (`kubectl create pdb`), the
+Eviction `kubectl drain` posts, and the reviews `kubectl auth can-i/whoami` send. Others get 415,
+as a server without that type's protobuf would answer.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ MAGIC = b"k8s\x00"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 # A schema maps field number -> (json name, type); type is a primitive name, a nested
-# schema dict, or ("repeated"|"map", element type).
+# schema dict, or ("repeated"|"map", element type). "int!" and "bool!" are Go pointers:
+# sent only when set, so kept even when zero (DeleteOptions.gracePeriodSeconds: 0).
 Schema = dict[int, tuple[str, Any]]
 TIME: Schema = {1: ("seconds", "int"), 2: ("nanos", "int")}
 OWNER_REF: Schema = {5: ("apiVersion", "string"), 1: ("kind", "string"), 3: ("name", "string"), 4: ("uid", "string"),
@@ -56,6 +59,21 @@ POD_SPEC: Schema = {
     2: ("containers", ("repeated", CONTAINER)), 3: ("restartPolicy", "string"),
     4: ("terminationGracePeriodSeconds", "int"), 6: ("dnsPolicy", "string"), 7: ("nodeSelector", ("map", "string")),
     8: ("serviceAccountName", "string"), 10: ("nodeName", "string"), 19: ("schedulerName", "string"),
+}  # fmt: skip
+LABEL_SELECTOR: Schema = {
+    1: ("matchLabels", ("map", "string")),
+    2: ("matchExpressions", ("repeated", {1: ("key", "string"), 2: ("operator", "string"), 3: ("values", ("repeated", "string"))})),
+}  # fmt: skip
+PRECONDITIONS: Schema = {1: ("uid", "string"), 2: ("resourceVersion", "string")}
+DELETE_OPTIONS: Schema = {
+    1: ("gracePeriodSeconds", "int!"), 2: ("preconditions", PRECONDITIONS), 3: ("orphanDependents", "bool!"),
+    4: ("propagationPolicy", "string"), 5: ("dryRun", ("repeated", "string")),
+}  # fmt: skip
+POLICY_KINDS: dict[str, Schema] = {
+    "PodDisruptionBudget": {1: ("metadata", OBJECT_META),
+                            2: ("spec", {1: ("minAvailable", INT_OR_STRING), 2: ("selector", LABEL_SELECTOR),
+                                         3: ("maxUnavailable", INT_OR_STRING), 4: ("unhealthyPodEvictionPolicy", "string")})},
+    "Eviction": {1: ("metadata", OBJECT_META), 2: ("deleteOptions", DELETE_OPTIONS)},
 }  # fmt: skip
 KINDS: dict[str, Schema] = {
     "Pod": {1: ("metadata", OBJECT_META), 2: ("spec", POD_SPEC)},
@@ -111,8 +129,10 @@ def _scalar(kind: Any, raw: Any) -> Any:
         return base64.b64encode(bytes(raw)).decode()
     if kind == "bool":
         return bool(raw)
-    if kind == "int":
+    if kind in ("int", "int!"):
         return raw - (1 << 64) if raw >= 1 << 63 else raw
+    if kind == "bool!":
+        return bool(raw)
     if kind == "time":
         seconds = decode_message(raw, TIME).get("seconds", 0)
         return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -134,9 +154,8 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
             obj.setdefault(name, {})[bytes(entry.get(1, b"")).decode()] = _scalar(kind[1], entry.get(2, b""))
         else:
             value = _scalar(kind, raw)
-            if value not in ("", 0, False) or isinstance(
-                kind, dict
-            ):  # Go's omitempty: zero values are absent
+            if value not in ("", 0, False) or isinstance(kind, dict) or kind in ("int!", "bool!"):
+                # Go's omitempty: zero values are absent, but a set pointer (int!, bool!) is kept
                 obj[name] = value
     if schema is INT_OR_STRING:
         return obj.get("strVal") if obj.get("type") == 1 else obj.get("intVal", 0)  # type: ignore[return-value]
@@ -156,6 +175,8 @@ def decode(body: bytes) -> dict[str, Any]:
             if api_version == "v1"
             else REVIEWS.get(kind)
             if api_version.startswith("auth")
+            else POLICY_KINDS.get(kind)
+            if api_version in ("policy/v1", "policy/v1beta1")
             else None
         )
         if schema is None:

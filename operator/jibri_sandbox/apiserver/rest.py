@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import builtins, crds, errors, meta, patch, schema
+from . import audit, builtins, crds, errors, meta, patch, schema
 from .kinds import Registry, ResourceType
 from .store import Obj, Store
 
@@ -65,8 +65,16 @@ class Api:
     def __init__(self, store: Store, registry: Registry):
         self.store = store
         self.registry = registry
+        self.audit: audit.AuditLog | None = None
         for rt in builtins.builtin_types():
             registry.add(rt)
+
+    def restored(self) -> None:
+        """After `store.load()`: serve the stored CRDs' resources again, keep Service IPs unique."""
+        for crd in self.store.items(("apiextensions.k8s.io", "customresourcedefinitions")):
+            for served in crds.resource_types(crd):
+                self.registry.add(served)
+        builtins.reserve_cluster_ips(self.store.items(("", "services")))
 
     # --- presentation ----------------------------------------------------------------------------
 
@@ -615,11 +623,20 @@ class Api:
         new["metadata"].pop("resourceVersion", None)
         return self._commit(rt, new, current)
 
-    def system_delete(self, storage: tuple[str, str], obj: Obj, policy: str = "Background") -> None:
+    def system_delete(
+        self,
+        storage: tuple[str, str],
+        obj: Obj,
+        policy: str = "Background",
+        user: str = audit.GARBAGE_COLLECTOR,
+    ) -> None:
+        """A controller's delete (`user` is who a real cluster's audit log would name)."""
         rt = self.registry.by_storage(storage)
         m = obj["metadata"]
-        if rt is None or self.store.get(storage, m.get("namespace") or "", m["name"]) is None:
+        current = self.store.get(storage, m.get("namespace") or "", m["name"])
+        if rt is None or current is None:
             return
+        pod = rt.builtin and rt.kind == "Pod" and self.audit is not None
         try:
             self.delete(
                 rt,
@@ -629,6 +646,12 @@ class Api:
             )
         except errors.ApiError as exc:
             log.debug("collector could not delete %s: %s", m["name"], exc.message)
+            if pod and self.audit is not None:
+                self.audit.record("delete", m.get("namespace") or "", m["name"], current, exc.code,
+                                  reason=exc.reason, message=exc.message, user=user)  # fmt: skip
+            return
+        if pod and self.audit is not None:
+            self.audit.record("delete", m.get("namespace") or "", m["name"], current, 200, user=user)
 
     def _after_remove(self, rt: ResourceType, final: Obj) -> None:
         if rt.kind == "CustomResourceDefinition" and rt.builtin:

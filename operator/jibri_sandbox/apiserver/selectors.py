@@ -148,6 +148,56 @@ def selector_from_match(selector: dict[str, Any] | None) -> str:
     return ",".join(parts)
 
 
+def selector_matches(selector: Any, labels: dict[str, str]) -> bool:
+    """Whether a metav1.LabelSelector selects `labels`, as `LabelSelectorAsSelector` reads it:
+    a null selector selects nothing, an empty one everything, an invalid one nothing."""
+    if not isinstance(selector, dict):
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or ():
+        if not isinstance(expr, dict):
+            return False
+        op, key, values = expr.get("operator"), str(expr.get("key")), expr.get("values") or []
+        if op == "In" and (not values or labels.get(key) not in values):
+            return False
+        if op == "NotIn" and (not values or (key in labels and labels[key] in values)):
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False
+    return True
+
+
+def check_label_selector(selector: Any, path: str) -> list[errors.FieldError]:
+    """apimachinery's ValidateLabelSelector, for the mistakes a hand-written selector makes."""
+    if selector is None:
+        return []
+    if not isinstance(selector, dict):
+        return [errors.invalid(path, selector, "must be a label selector")]
+    found: list[errors.FieldError] = []
+    for i, expr in enumerate(selector.get("matchExpressions") or ()):
+        where = f"{path}.matchExpressions[{i}]"
+        op, values = (expr or {}).get("operator"), (expr or {}).get("values") or []
+        if op in ("In", "NotIn") and not values:
+            found.append(
+                errors.required(f"{where}.values", "must be specified when `operator` is 'In' or 'NotIn'")
+            )
+        elif op in ("Exists", "DoesNotExist") and values:
+            found.append(
+                errors.forbidden_field(
+                    f"{where}.values", "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"
+                )
+            )
+        elif op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            found.append(errors.invalid(f"{where}.operator", op, "not a valid selector operator"))
+    return found
+
+
 # --- field selectors ---------------------------------------------------------------------------
 
 

@@ -3,17 +3,25 @@
 Requests are parsed here and handed to `rest.Api`; answers are JSON (or a
 `meta.k8s.io/v1` Table / PartialObjectMetadata when the Accept header asks).
 Watches are newline-delimited JSON over a chunked response.
+
+Also here: the fault switches (`/sandbox/faults`, see faults.py) are applied to requests
+before they reach the registry, pod deletions and evictions are written to the audit log
+(audit.py), and `ApiServer` saves its objects at shutdown and loads them with `restore`
+(a restart keeps the objects and the resourceVersion counter; see store.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
+import os
 import secrets
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +30,10 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import builtins, discovery, errors, kubeconfig, openapi, protobuf, tables, tls
+from . import builtins, discovery, errors, faults, kubeconfig, openapi, protobuf, tables, tls
+from .audit import AuditLog
+from .disruption import DisruptionController
+from .eviction import Evictions
 from .gc import Collector
 from .kinds import Registry, ResourceType
 from .rest import APPLY, Api, Result
@@ -33,6 +44,7 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 PUBLIC_PATHS = {"/healthz", "/livez", "/readyz"}
+FAULTS_PATH = "/sandbox/faults"
 
 
 def encode(obj: Any) -> bytes:
@@ -49,7 +61,24 @@ def respond(
 
 
 def error_response(exc: errors.ApiError) -> web.Response:
-    return web.Response(body=encode(exc.status()), status=exc.code, content_type=JSON)
+    response = web.Response(body=encode(exc.status()), status=exc.code, content_type=JSON)
+    retry_after = (exc.details or {}).get("retryAfterSeconds")
+    if retry_after:  # responsewriters.ErrorNegotiated: a suggested delay is also a header
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def fault_response(fault: faults.Fault) -> web.Response:
+    """What an injected error fault answers."""
+    if fault.code == 429:  # the max-in-flight / APF filters' http.Error, plain text
+        return web.Response(
+            text=faults.TOO_MANY_REQUESTS,
+            status=429,
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"Retry-After": str(fault.retry_after), "X-Content-Type-Options": "nosniff"},
+        )
+    return error_response(fault.error())
 
 
 @dataclass
@@ -78,6 +107,17 @@ def _bool(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
 
+def _verb(request: web.Request, t: Target) -> str:
+    """The request's verb, as RBAC and the audit log name it."""
+    if request.method == "GET":
+        if t.watch or _bool(request.query.get("watch")):
+            return "watch"
+        return "list" if t.name is None else "get"
+    if request.method == "DELETE":
+        return "deletecollection" if t.name is None else "delete"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(request.method, request.method.lower())
+
+
 def _int(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
@@ -90,13 +130,27 @@ def _int(value: str | None, name: str) -> int | None:
 class Handler:
     """Routes one server's requests to its Api; holds the watch machinery."""
 
-    def __init__(self, api: Api, address: str, bookmark_interval: float):
+    def __init__(
+        self,
+        api: Api,
+        address: str,
+        bookmark_interval: float,
+        fault_switches: faults.Faults | None = None,
+        audit: AuditLog | None = None,
+        restart: Callable[[float], None] | None = None,
+        boot: str = "",
+    ):
         self.api = api
         self.store = api.store
         self.registry = api.registry
         self.address = address
         self.bookmark_interval = bookmark_interval
-        self.active_watches: set[asyncio.Task[Any]] = set()
+        self.watches: dict[Watcher, web.Request] = {}
+        self.evictions = Evictions(api)
+        self.faults = fault_switches or faults.Faults()
+        self.audit = audit
+        self.restart = restart
+        self.boot = boot
 
     # --- routing ---------------------------------------------------------------------------------
 
@@ -116,6 +170,12 @@ class Handler:
         parts = [p for p in path.split("/") if p]
         if path in PUBLIC_PATHS:
             return web.Response(text="ok")
+        if path == FAULTS_PATH or path.startswith(FAULTS_PATH + "/"):
+            return await self._faults(request, path[len(FAULTS_PATH) + 1 :])
+        if not parts or parts[0] not in ("api", "apis") or len(parts) <= (2 if parts[0] == "api" else 3):
+            fault = self.faults.error_for("get")  # discovery, OpenAPI, /version: gets of no resource
+            if fault is not None:
+                return fault_response(fault)
         if path == "/version":
             return respond(discovery.VERSION)
         if path == "/":
@@ -151,8 +211,8 @@ class Handler:
             raise errors.path_not_found()
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
-        binding = sub == "binding" and rt.builtin and rt.kind == "Pod"
-        if sub and not ((sub == "status" and rt.status) or (sub == "scale" and rt.scale) or binding):
+        pod_sub = sub in ("binding", "eviction") and rt.builtin and rt.kind == "Pod"
+        if sub and not ((sub == "status" and rt.status) or (sub == "scale" and rt.scale) or pod_sub):
             raise errors.path_not_found()
         return Target(rt, namespace, name, sub, watch)
 
@@ -211,6 +271,52 @@ class Handler:
             raise errors.bad_request(f"error decoding request body: {exc}") from None
 
     async def _resource(self, request: web.Request, t: Target) -> web.StreamResponse:
+        verb = _verb(request, t)
+        removal = (verb == "delete" and not t.sub) or (verb == "create" and t.sub == "eviction")
+        if removal and self.audit is not None and t.rt.builtin and t.rt.kind == "Pod":
+            return await self._audited(request, t, verb)
+        return await self._faulted(request, t, verb)
+
+    async def _faulted(self, request: web.Request, t: Target, verb: str) -> web.StreamResponse:
+        """The request, unless a fault switch answers it first."""
+        fault = self.faults.error_for(verb, t.rt.plural, t.rt.group, t.sub)
+        if fault is not None:
+            return fault_response(fault)
+        status_write = t.sub == "status" and verb in ("update", "patch")
+        if status_write and self.faults.conflict_for(verb, t.rt.plural, t.rt.group) is not None:
+            raise errors.conflict(t.rt.plural, t.rt.group, t.name or "")
+        return await self._serve(request, t)
+
+    async def _audited(self, request: web.Request, t: Target, verb: str) -> web.StreamResponse:
+        """A pod deletion or eviction, written to the audit log with its answer."""
+        assert self.audit is not None and t.name is not None
+        ns = t.namespace or ""
+        pod = self.store.get(t.rt.storage, ns, t.name)  # as it is when the request arrives
+        options: Obj = {}
+        with contextlib.suppress(errors.ApiError):  # a bad body is the request's answer, below
+            if t.sub == "eviction":
+                body = await self._body(request)
+                options = dict(body.get("deleteOptions") or {}) if isinstance(body, dict) else {}
+                options.setdefault("dryRun", request.query.getall("dryRun", []))
+            else:
+                options = await self._delete_options(request)
+                options.setdefault("dryRun", request.query.getall("dryRun", []))
+        code, reason, message = 500, "", ""
+        try:
+            response = await self._faulted(request, t, verb)
+            code = response.status
+            return response
+        except errors.ApiError as exc:
+            code, reason, message = exc.code, exc.reason, exc.message
+            raise
+        finally:
+            self.audit.record(
+                "evict" if t.sub == "eviction" else "delete", ns, t.name, pod, code, reason=reason,
+                message=message, user_agent=request.headers.get("User-Agent", ""),
+                dry_run="All" in (options.get("dryRun") or []), grace=options.get("gracePeriodSeconds"),
+            )  # fmt: skip
+
+    async def _serve(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
         method = request.method
         rt = t.rt
@@ -231,6 +337,9 @@ class Handler:
         if method == "POST":
             if t.name is not None and t.sub == "binding":
                 return self._result(self.api.bind(rt, ns, t.name, await self._body(request)))
+            if t.name is not None and t.sub == "eviction":
+                body = await self._body(request)
+                return self._result(self.evictions.create(ns, t.name, body, q.getall("dryRun", [])))
             if t.name is not None:
                 raise errors.method_not_allowed()
             return self._result(
@@ -377,15 +486,86 @@ class Handler:
         match = self._matcher(request, rt)
         dry_run = request.query.get("dryRun") == "All"
         deleted = []
+        audited = self.audit is not None and rt.builtin and rt.kind == "Pod"
+        dry_run = dry_run or "All" in (options.get("dryRun") or [])
         for obj in self.store.items(rt.storage, namespace if rt.namespaced else None):
             if match(obj):
                 m = obj["metadata"]
-                result = self.api.delete(rt, m.get("namespace") or "", m["name"], options, dry_run)
+                try:
+                    result = self.api.delete(rt, m.get("namespace") or "", m["name"], options, dry_run)
+                except errors.ApiError as exc:
+                    if audited and self.audit is not None:
+                        self._audit_collection(request, obj, exc.code, exc, options, dry_run)
+                    raise
+                if audited and self.audit is not None:
+                    self._audit_collection(request, obj, 200, None, options, dry_run)
                 deleted.append(
                     result.obj if result.obj.get("kind") != "Status" else self.api.present(rt, obj)
                 )
         return respond({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(self.store.rv)},
                         "items": deleted})  # fmt: skip
+
+    def _audit_collection(
+        self,
+        request: web.Request,
+        pod: Obj,
+        code: int,
+        exc: errors.ApiError | None,
+        options: Obj,
+        dry_run: bool,
+    ) -> None:
+        assert self.audit is not None
+        m = pod["metadata"]
+        self.audit.record(
+            "deletecollection", m.get("namespace") or "", m["name"], pod, code,
+            reason=exc.reason if exc else "", message=exc.message if exc else "",
+            user_agent=request.headers.get("User-Agent", ""), dry_run=dry_run,
+            grace=options.get("gracePeriodSeconds"),
+        )  # fmt: skip
+
+    # --- fault switches ---------------------------------------------------------------------------
+
+    async def _faults(self, request: web.Request, fault_id: str) -> web.Response:
+        """GET lists the active faults, POST sets one, DELETE clears all (or the one named)."""
+        if request.method == "GET" and not fault_id:
+            return respond(
+                {"boot": self.boot, "faults": self.faults.describe(), "openWatches": len(self.watches)}
+            )
+        if request.method == "DELETE":
+            cleared = self.faults.clear(fault_id or None)
+            if fault_id and not cleared:
+                raise errors.ApiError(404, "NotFound", f'fault "{fault_id}" not found')
+            return respond({"cleared": cleared})
+        if request.method != "POST" or fault_id:
+            raise errors.method_not_allowed()
+        try:
+            spec = json.loads(await request.read() or b"null")
+        except ValueError as exc:
+            raise errors.bad_request(f"error decoding request body: {exc}") from None
+        kind = spec.get("fault") if isinstance(spec, dict) else None
+        if kind == "dropWatches":
+            return respond({"dropped": self.drop_watches(bool(spec.get("abort")))})
+        if kind == "restart":
+            downtime = faults.parse_downtime(spec)
+            if self.restart is None:
+                raise errors.bad_request(
+                    "restart needs the server to run as its own process (jibri-sandbox apiserver)"
+                )
+            asyncio.get_running_loop().call_later(0.05, self.restart, downtime)  # after this answer
+            return respond({"restarting": True, "downtime": downtime, "boot": self.boot}, 202)
+        fault = self.faults.add(faults.parse(spec))
+        log.info("fault set: %s", fault.describe(time.monotonic()))
+        return respond(fault.describe(time.monotonic()), 201)
+
+    def drop_watches(self, abort: bool = False) -> int:
+        """End every open watch now: cleanly (as a watch timeout does), or resetting the connection."""
+        dropped = list(self.watches.items())
+        for watcher, request in dropped:
+            if abort and request.transport is not None:
+                request.transport.abort()
+            self.store.unwatch(watcher)
+        log.info("dropped %d watches%s", len(dropped), " (connections reset)" if abort else "")
+        return len(dropped)
 
     # --- watch ------------------------------------------------------------------------------------
 
@@ -473,6 +653,7 @@ class Handler:
         start_rv = self.store.rv
         if error is None:
             self.store.watch(watcher)
+            self.watches[watcher] = request
         response = web.StreamResponse(
             status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"}
         )
@@ -523,6 +704,7 @@ class Handler:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
+            self.watches.pop(watcher, None)
             self.store.unwatch(watcher)
         return response
 
@@ -560,8 +742,19 @@ class ApiServer:
         bookmark_interval: float = 10.0,
         workdir: str | Path | None = None,
         log_requests: bool = False,
+        restore: bool = False,
+        audit_log: str | Path | None = None,
+        fault_specs: list[Obj] | None = None,
     ):
         self.log_requests = log_requests
+        self.restore = restore
+        self.audit_path = Path(audit_log) if audit_log else None
+        self.audit: AuditLog | None = None
+        self.faults = faults.Faults()
+        for spec in fault_specs or ():
+            self.faults.add(faults.parse(spec))
+        self.boot = uuid.uuid4().hex  # tells a restarted server from the one before
+        self.on_restart: Callable[[float], None] | None = None  # set by the CLI, which can re-exec
         self.host = host
         self.port = port
         self.token = token or secrets.token_urlsafe(24)
@@ -572,12 +765,14 @@ class ApiServer:
             workdir = self._tmp.name
         self.workdir = Path(workdir)
         self.kubeconfig = Path(kubeconfig) if kubeconfig else self.workdir / "kubeconfig"
+        self.state_file = self.workdir / "state.json"
         self.store = Store(history_size)
         self.registry = Registry()
         self.api = Api(self.store, self.registry)
         self.url = ""
+        self.handler: Handler | None = None
         self._runner: web.AppRunner | None = None
-        self._gc_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def _seed(self) -> None:
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -588,11 +783,27 @@ class ApiServer:
                                                "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 6443}]}})  # fmt: skip
 
     async def start(self) -> ApiServer:
-        certs = tls.generate(self.workdir / "pki")
-        self._seed()
-        self._gc_task = asyncio.create_task(Collector(self.api).run())
+        restoring = self.restore and self.state_file.exists()
+        certs = tls.generate(self.workdir / "pki", reuse=self.restore)
+        if restoring:
+            self.store.load(json.loads(self.state_file.read_text()))
+            self.api.restored()
+            log.info("restored %d objects at resourceVersion %d from %s",
+                     sum(len(o) for o in self.store.objects.values()), self.store.rv, self.state_file)  # fmt: skip
+        else:
+            self._seed()
+        if self.audit_path is not None:
+            self.audit = self.api.audit = AuditLog(self.audit_path)
+        collector, disruption = Collector(self.api), DisruptionController(self.api)
+        if restoring:
+            collector.resync()
+            disruption.resync_all()
+        self._tasks = [asyncio.create_task(collector.run()), asyncio.create_task(disruption.run())]
         app = web.Application(middlewares=[_auth_middleware(self.token)], client_max_size=16 * 1024 * 1024)
-        handler = Handler(self.api, "", self.bookmark_interval)
+        restart = self._restart if self.on_restart is not None else None  # in process: no restart
+        handler = self.handler = Handler(
+            self.api, "", self.bookmark_interval, self.faults, self.audit, restart, self.boot
+        )
         app.router.add_route("*", "/{tail:.*}", handler.handle)
         access_log = logging.getLogger("jibri_sandbox.apiserver.access") if self.log_requests else None
         self._runner = web.AppRunner(app, access_log=access_log, handle_signals=False, shutdown_timeout=1.0)
@@ -610,14 +821,33 @@ class ApiServer:
         log.info("API server listening on %s; kubeconfig %s", self.url, self.kubeconfig)
         return self
 
+    def _restart(self, downtime: float) -> None:
+        if self.on_restart is not None:
+            log.info("restart requested (downtime %ss)", downtime)
+            self.on_restart(downtime)  # the CLI stops the server, then re-executes itself
+
+    def save(self) -> None:
+        """Write the objects and the resourceVersion counter to `state_file` (atomically)."""
+        staging = self.state_file.with_name(f".{self.state_file.name}.tmp")
+        staging.write_text(json.dumps(self.store.dump(), separators=(",", ":"), ensure_ascii=False))
+        os.replace(staging, self.state_file)
+
     async def stop(self) -> None:
-        if self._gc_task is not None:
-            self._gc_task.cancel()
+        for task in self._tasks:
+            task.cancel()
         for watchers in self.store.watchers.values():
             for watcher in list(watchers):
                 watcher.close()
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
+            if self._tmp is None:
+                self.save()
+                log.info("saved %d objects at resourceVersion %d to %s",
+                         sum(len(o) for o in self.store.objects.values()), self.store.rv, self.state_file)  # fmt: skip
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = self.api.audit = None
         if self._tmp is not None:
             self._tmp.cleanup()
 

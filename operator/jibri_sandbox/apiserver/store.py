@@ -10,6 +10,11 @@ History: the last `history_size` events are kept, each with the object before
 and after. That serves watches from a resourceVersion, `resourceVersionMatch=Exact`
 lists and consistent `continue` pages (by rolling back), and tells when a
 version is too old (410 Gone), like etcd compaction does.
+
+Persistence: `dump()` and `load()` carry the objects and the resourceVersion counter
+over a restart. The history is not kept: like kube-apiserver's watch cache, which
+starts again from the current revision, a restarted server answers 410 Gone to a
+watch from any older resourceVersion, and clients relist.
 """
 
 from __future__ import annotations
@@ -188,6 +193,28 @@ class Store:
                 self.unwatch(watcher)
         for listener in self.listeners:
             listener(event)
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def dump(self) -> Obj:
+        """The objects and the counter, as JSON-ready data."""
+        objects = [
+            {"group": storage[0], "resource": storage[1], "object": obj}
+            for storage, objs in sorted(self.objects.items())
+            for _, obj in sorted(objs.items())
+        ]
+        return {"version": 1, "resourceVersion": self.rv, "objects": objects}
+
+    def load(self, data: Obj) -> None:
+        """Take over `dump()`'s objects: no events, and the history starts at the counter."""
+        if data.get("version") != 1:
+            raise ValueError(f"unknown state version {data.get('version')!r}")
+        self.rv = self.compacted = int(data["resourceVersion"])
+        for item in data["objects"]:
+            storage, obj = (item["group"], item["resource"]), item["object"]
+            key = key_of(obj)
+            self.objects[storage][key] = obj
+            self._index(storage, key, None, obj)
 
     # --- history -----------------------------------------------------------------------------
 

@@ -25,9 +25,13 @@ class Certificates:
         return context
 
 
-def generate(directory: Path) -> Certificates:
+def generate(directory: Path, reuse: bool = False) -> Certificates:
+    """New certificates in `directory`, or with `reuse` those already there (a restarted server
+    keeps its CA, so clients holding the old kubeconfig still trust it)."""
     directory.mkdir(parents=True, exist_ok=True)
     certs = Certificates(directory / "ca.crt", directory / "apiserver.crt", directory / "apiserver.key")
+    if reuse and certs.ca_cert.exists() and certs.cert.exists() and certs.key.exists():
+        return certs
     try:
         import cryptography  # noqa: F401
     except ImportError:
