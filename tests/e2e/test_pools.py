@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from operator_fixture import ROOT, Cluster, Environment, OperatorProcess, eventually, make_environment
 
-from jibri_sandbox.apiserver.testing import start_process
+from jibri_sandbox.apiserver.testing import RunningApiServer, start_process
 from jibri_sandbox.focus import Focus
 from jibri_sandbox.kubelet import FAULT, Kubelet
 from jibri_sandbox.prosody import Prosody
@@ -31,10 +31,15 @@ RECORDER_PASSWORD = "recorder-pw-5e0c1d"  # the simulated Jibri never logs in wi
 
 class World:
     def __init__(
-        self, cluster: Cluster, env: Environment, operator: OperatorProcess, kubeconfig: Path, password: str
+        self,
+        cluster: Cluster,
+        env: Environment,
+        operator: OperatorProcess,
+        server: RunningApiServer,
+        password: str,
     ) -> None:
         self.cluster, self.env, self.operator = cluster, env, operator
-        self.kubeconfig, self.jibri_password = kubeconfig, password
+        self.server, self.kubeconfig, self.jibri_password = server, server.kubeconfig, password
 
     def pool(self) -> dict[str, Any]:
         return self.cluster.get("jibripools", self.env.namespace, "recorders") or {}
@@ -62,7 +67,7 @@ class World:
 async def world(
     prosody: Prosody, xmpp_account: Callable[..., tuple[str, str]], tmp_path: Path
 ) -> AsyncIterator[World]:
-    server = await asyncio.to_thread(start_process, tmp_path / "api")
+    server = await asyncio.to_thread(start_process, tmp_path / "api", audit_log=True)
     operator: OperatorProcess | None = None
     try:
         kubectl = ["kubectl", "--kubeconfig", str(server.kubeconfig)]
@@ -95,7 +100,7 @@ async def world(
                 cluster.patch, "xmppenvironments", env.namespace, "meet", {"spec": {"jibri": jibri_settings}}
             )
             try:
-                yield World(cluster, env, operator, server.kubeconfig, password)
+                yield World(cluster, env, operator, server, password)
             except BaseException:
                 print("operator log:\n" + operator.tail(80))
                 raise

@@ -251,7 +251,7 @@ def test_no_usage_timeout_means_the_longest_grace() -> None:
         (PodState.STARTING, False, "starting"),
         (PodState.IDLE, False, "idle"),
         (PodState.BUSY, False, "busy"),
-        (PodState.SPENT, False, "busy"),
+        (PodState.SPENT, False, "draining"),
         (PodState.UNHEALTHY, False, "unhealthy"),
         (PodState.BROKEN, False, "unhealthy"),
         (PodState.TERMINATING, False, "draining"),

@@ -97,9 +97,9 @@ def profile_config_map_name(pool_name: str) -> str:
 
 def state_label(state: PodState, draining: bool = False) -> str:
     """The ``jibri.dev/state`` a pod carries, so Kubernetes itself can tell recording pods apart."""
-    if draining or state is PodState.TERMINATING:
-        return "draining"
-    if state in (PodState.BUSY, PodState.SPENT):
+    if draining or state in (PodState.TERMINATING, PodState.SPENT):
+        return "draining"  # on its way out (a spent single-use pod records nothing any more)
+    if state is PodState.BUSY:
         return "busy"
     if state in (PodState.UNHEALTHY, PodState.BROKEN):
         return "unhealthy"

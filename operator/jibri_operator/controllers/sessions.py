@@ -239,7 +239,10 @@ class SessionRunner:
     async def _next_event(self, timeout: float | None) -> object | None:
         """The next event, or None after ``timeout``. Stop events are absorbed into flags."""
         try:
-            event = await asyncio.wait_for(self.events.get(), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn kopf's cancellation
+            # of a stopping daemon into a TimeoutError, and the runner would carry on.
+            async with asyncio.timeout(timeout):
+                event = await self.events.get()
         except TimeoutError:
             return None
         if isinstance(event, Stopped):
