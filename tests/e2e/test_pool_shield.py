@@ -272,7 +272,9 @@ async def test_a_burst_of_thirty_is_served_and_no_recording_pod_is_ever_removed(
             status = (env.get_session(name) or {})["status"]
             assert status["attempts"] == 1 and status["startedAt"], (name, status)
         await eventually(  # replicas leaves out draining pods: wait for the pods themselves to go
-            lambda: world.status().get("replicas") == 2 and len(world.pods()) == 2, 90, "the pool to shrink back"
+            lambda: world.status().get("replicas") == 2 and len(world.pods()) == 2,
+            90,
+            "the pool to shrink back",
         )
         removals = [r for r in world.server.audit() if r["verb"] in ("delete", "evict")]
         assert removals, "the pool removed pods"
