@@ -51,3 +51,40 @@ WAITING_SESSIONS: Final = Gauge(
     ["namespace", "environment"],
     registry=REGISTRY,
 )
+SESSIONS: Final = Gauge(
+    "jibri_operator_sessions",
+    "RecordingSessions this operator is following, by phase",
+    ["phase"],
+    registry=REGISTRY,
+)
+TIME_TO_RECORDING: Final = Histogram(
+    "jibri_operator_time_to_recording_seconds",
+    "From the operator taking up a session to its Jibri recording (on report, or a legacy busy presence)",
+    ["namespace"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
+BUSY_RETRIES: Final = Counter(
+    "jibri_operator_busy_retries_total",
+    "Starts a Jibri answered busy (another controller took it first); the session picked another",
+    ["namespace", "environment"],
+    registry=REGISTRY,
+)
+POOL_PODS: Final = Gauge(
+    "jibri_operator_pool_pods",
+    "A JibriPool's pods, by state (starting, idle, busy, unhealthy, draining)",
+    ["namespace", "pool", "state"],
+    registry=REGISTRY,
+)
+SCALE_DECISIONS: Final = Counter(
+    "jibri_operator_scale_decisions_total",
+    "Pods a JibriPool created or removed, by reason (scale-up, scale-down, replace, rollout, stuck)",
+    ["namespace", "pool", "reason"],
+    registry=REGISTRY,
+)
+API_ERRORS: Final = Counter(
+    "jibri_operator_api_errors_total",
+    "Failed calls of the operator to the Kubernetes API, by verb and HTTP status",
+    ["verb", "code"],
+    registry=REGISTRY,
+)

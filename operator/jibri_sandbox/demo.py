@@ -154,9 +154,13 @@ class Demo:
         self.kubectl("describe", "recordingsession", "town-hall")
 
     def pool(self) -> dict[str, Any]:
+        return self.pool_named("recorders")
+
+    def pool_named(self, name: str) -> dict[str, Any]:
+        """A JibriPool's status ({} while it does not exist)."""
         with contextlib.suppress(kubernetes.client.exceptions.ApiException):
             pool = self.custom.get_namespaced_custom_object(
-                "jibri.dev", "v1alpha1", NAMESPACE, "jibripools", "recorders"
+                "jibri.dev", "v1alpha1", NAMESPACE, "jibripools", name
             )
             return dict(pool.get("status") or {})
         return {}

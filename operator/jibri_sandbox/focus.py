@@ -223,7 +223,8 @@ class Focus(slixmpp.ClientXMPP):
                 return occupant
             changed = self._changed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(remaining, self.reselect_guard))
+                async with asyncio.timeout(min(remaining, self.reselect_guard)):
+                    await changed.wait()
 
     # -- one recording ----------------------------------------------------------------------
 
@@ -304,7 +305,8 @@ class Focus(slixmpp.ClientXMPP):
 
     async def _next(self, active: _Active, timeout: float) -> str:
         try:
-            return await asyncio.wait_for(active.events.get(), max(0.0, timeout))
+            async with asyncio.timeout(max(0.0, timeout)):
+                return await active.events.get()
         except TimeoutError:
             return "timeout"
 

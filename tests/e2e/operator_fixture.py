@@ -111,6 +111,7 @@ class Cluster:
         self.api = kubernetes.client.ApiClient(configuration)
         self.core = kubernetes.client.CoreV1Api(self.api)
         self.custom = kubernetes.client.CustomObjectsApi(self.api)
+        self.policy = kubernetes.client.PolicyV1Api(self.api)
 
     def create_namespace(self, name: str) -> None:
         self.core.create_namespace({"metadata": {"name": name}})

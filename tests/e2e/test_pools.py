@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from operator_fixture import ROOT, Cluster, Environment, OperatorProcess, eventually, make_environment
 
-from jibri_sandbox.apiserver.testing import start_process
+from jibri_sandbox.apiserver.testing import RunningApiServer, start_process
 from jibri_sandbox.focus import Focus
 from jibri_sandbox.kubelet import FAULT, Kubelet
 from jibri_sandbox.prosody import Prosody
@@ -31,16 +31,30 @@ RECORDER_PASSWORD = "recorder-pw-5e0c1d"  # the simulated Jibri never logs in wi
 
 class World:
     def __init__(
-        self, cluster: Cluster, env: Environment, operator: OperatorProcess, kubeconfig: Path, password: str
+        self,
+        cluster: Cluster,
+        env: Environment,
+        operator: OperatorProcess,
+        server: RunningApiServer,
+        password: str,
     ) -> None:
         self.cluster, self.env, self.operator = cluster, env, operator
-        self.kubeconfig, self.jibri_password = kubeconfig, password
+        self.server, self.kubeconfig, self.jibri_password = server, server.kubeconfig, password
 
     def pool(self) -> dict[str, Any]:
         return self.cluster.get("jibripools", self.env.namespace, "recorders") or {}
 
     def status(self) -> dict[str, Any]:
         return dict(self.pool().get("status") or {})
+
+    def kubectl(self, *args: str) -> str:
+        done = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), "-n", self.env.namespace, *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout
 
     def pods(self) -> dict[str, dict[str, Any]]:
         items = self.cluster.core.list_namespaced_pod(
@@ -53,7 +67,7 @@ class World:
 async def world(
     prosody: Prosody, xmpp_account: Callable[..., tuple[str, str]], tmp_path: Path
 ) -> AsyncIterator[World]:
-    server = await asyncio.to_thread(start_process, tmp_path / "api")
+    server = await asyncio.to_thread(start_process, tmp_path / "api", audit_log=True)
     operator: OperatorProcess | None = None
     try:
         kubectl = ["kubectl", "--kubeconfig", str(server.kubeconfig)]
@@ -86,7 +100,7 @@ async def world(
                 cluster.patch, "xmppenvironments", env.namespace, "meet", {"spec": {"jibri": jibri_settings}}
             )
             try:
-                yield World(cluster, env, operator, server.kubeconfig, password)
+                yield World(cluster, env, operator, server, password)
             except BaseException:
                 print("operator log:\n" + operator.tail(80))
                 raise
@@ -149,8 +163,13 @@ async def test_pool_scales_up_on_demand_and_down_only_idle_pods(world: World) ->
         )
         assert recording["s2"] in world.pods(), "a recording pod is never removed"
         assert env.phase("s2") == "Recording"
-        reasons = {event.reason for event in world.cluster.events(env.namespace)}
-        assert {"ScaledUp", "ScaledDown"} <= reasons
+        await eventually(  # the idle pod is labelled draining first, removed a moment later
+            lambda: (
+                {"ScaledUp", "ScaledDown"} <= {event.reason for event in world.cluster.events(env.namespace)}
+            ),
+            10,
+            "ScaledUp and ScaledDown events",
+        )
     except (AssertionError, TimeoutError) as error:
         raise AssertionError(
             f"{error!r}\nstatus: {world.status()}\noperator log:\n{world.operator.tail(60)}"

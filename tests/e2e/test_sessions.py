@@ -38,7 +38,9 @@ async def test_apply_record_delete(env: Environment, jibris: JibriFactory, diale
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "Scheduled": "True",
         "Recording": "True",
+        "Ready": "True",
     }
+    assert all(c["observedGeneration"] == session["metadata"]["generation"] for c in status["conditions"])
     assert jibri.busy
     (start,) = jibri.starts
     assert start.room == session["spec"]["room"]

@@ -112,6 +112,51 @@ def test_invariants(
         assert decision.create > 0, "headroom short and room left: scale up now"
 
 
+# -- rolling out a changed jibri.conf ----------------------------------------------------------
+
+
+def outdated(*views: PodView) -> list[PodView]:
+    return [PodView(v.name, v.state, v.since, outdated=True) for v in views]
+
+
+def test_a_rollout_starts_a_new_pod_before_an_outdated_idle_one_goes() -> None:
+    old = outdated(*pods(PodState.IDLE))
+    first = decide(SPEC, old, waiting=0, now=0, surplus_since=None)
+    assert first.create == 1 and first.delete == (), "a surge pod first"
+    starting = decide(
+        SPEC, [*old, PodView("new", PodState.STARTING, 1)], waiting=0, now=1, surplus_since=None
+    )
+    assert starting.create == 0 and starting.delete == (), "one at a time"
+    ready = decide(SPEC, [*old, PodView("new", PodState.IDLE, 2)], waiting=0, now=2, surplus_since=None)
+    assert ready.delete == ("p0",), "then the outdated idle pod goes, without waiting scaleDownDelay"
+
+
+def test_a_busy_outdated_pod_finishes_its_recording() -> None:
+    fleet = [*outdated(*pods(PodState.BUSY)), PodView("new", PodState.IDLE, 1)]
+    decision = decide(SPEC, fleet, waiting=0, now=0, surplus_since=None)
+    assert decision.delete == () and decision.create == 0
+
+
+@given(specs, fleets, st.lists(st.booleans(), max_size=12), st.integers(0, 5), st.floats(0, 1000))
+def test_rollout_invariants(
+    spec: PoolSpec, fleet: list[PodView], stale: list[bool], waiting: int, now: float
+) -> None:
+    fleet = [
+        PodView(p.name, p.state, p.since, outdated=i < len(stale) and stale[i]) for i, p in enumerate(fleet)
+    ]
+    decision = decide(spec, fleet, waiting, now, None)
+    states = {pod.name: pod.state for pod in fleet}
+    assert all(states[name] in (PodState.IDLE, PodState.SPENT, PodState.BROKEN) for name in decision.delete)
+    staying = sum(
+        1 for pod in fleet if pod.state not in (PodState.SPENT, PodState.BROKEN, PodState.TERMINATING)
+    )
+    assert staying + decision.create <= max(spec.maximum + 1, staying), "a surge of one at most"
+    idle_removed = sum(1 for name in decision.delete if states[name] is PodState.IDLE)
+    if idle_removed and spec.scale_down_delay > 0:  # no delay waited: only a rollout may remove
+        idle = sum(1 for pod in fleet if pod.state is PodState.IDLE)
+        assert idle_removed == 1 and idle - 1 >= spec.idle_target + waiting
+
+
 # -- anticipation ---------------------------------------------------------------------------
 
 BERLIN = ZoneInfo("Europe/Berlin")

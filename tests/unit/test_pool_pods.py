@@ -7,8 +7,26 @@ from typing import Any
 
 import pytest
 
-from jibri_operator.controllers.pools import PoolProblem, build_pod
-from jibri_operator.jibriconf.delivery import Delivery, delivery_mode, is_official_image, quantity_bytes
+from jibri_operator.controllers.pools import (
+    DELETION_COST,
+    POOL_LABEL,
+    SAFE_TO_EVICT,
+    STATE_LABEL,
+    PoolProblem,
+    build_pod,
+    disruption_budget,
+    shield_annotations,
+    state_label,
+)
+from jibri_operator.fleet.policy import PodState
+from jibri_operator.jibriconf.delivery import (
+    UNLIMITED_GRACE,
+    Delivery,
+    delivery_mode,
+    is_official_image,
+    quantity_bytes,
+    recording_grace,
+)
 from jibri_operator.jibriconf.render import JibriEnvironment, Login, Muc, SecretKeyRef
 
 ENV = JibriEnvironment(
@@ -197,3 +215,63 @@ def test_quantities() -> None:
     assert quantity_bytes("2G") == 2e9
     assert quantity_bytes("2048Mi") == 2 * 1024**3
     assert quantity_bytes("lots") is None
+
+
+# -- shielding recordings from Kubernetes itself -------------------------------------------------
+
+
+def test_every_pod_gets_a_pre_stop_that_lets_its_recording_end_and_a_grace_to_match() -> None:
+    pod = build_pod(POOL, [ENV])
+    command = jibri_of(pod)["lifecycle"]["preStop"]["exec"]["command"]
+    script = command[-1]
+    # Jibri's internal API (InternalHttpApi.kt): shut down once idle; its health says when it is.
+    assert "http://127.0.0.1:3333/jibri/api/internal/v1.0/gracefulShutdown" in script
+    assert "http://127.0.0.1:2222/jibri/api/v1.0/health" in script and "BUSY" in script
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 240 * 60 + 120  # usage-timeout + margin
+
+
+def test_the_template_keeps_its_own_pre_stop_and_grace() -> None:
+    template = copy.deepcopy(POOL["spec"]["template"])
+    template["spec"]["terminationGracePeriodSeconds"] = 30
+    template["spec"]["containers"][1]["lifecycle"] = {"preStop": {"exec": {"command": ["true"]}}}
+    pod = build_pod(pool(template=template), [ENV])
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 30
+    assert jibri_of(pod)["lifecycle"]["preStop"]["exec"]["command"] == ["true"]
+
+
+def test_no_usage_timeout_means_the_longest_grace() -> None:
+    unlimited = JibriEnvironment(**{**ENV.__dict__, "usage_timeout_minutes": 0})
+    assert recording_grace([ENV, unlimited]) == UNLIMITED_GRACE
+    assert recording_grace([ENV]) == 240 * 60 + 120
+
+
+@pytest.mark.parametrize(
+    ("state", "draining", "label"),
+    [
+        (PodState.STARTING, False, "starting"),
+        (PodState.IDLE, False, "idle"),
+        (PodState.BUSY, False, "busy"),
+        (PodState.SPENT, False, "draining"),
+        (PodState.UNHEALTHY, False, "unhealthy"),
+        (PodState.BROKEN, False, "unhealthy"),
+        (PodState.TERMINATING, False, "draining"),
+        (PodState.IDLE, True, "draining"),
+    ],
+)
+def test_state_labels(state: PodState, draining: bool, label: str) -> None:
+    assert state_label(state, draining) == label
+
+
+def test_busy_pods_are_not_safe_to_evict_and_idle_ones_are_cheapest_to_delete() -> None:
+    assert shield_annotations("busy") == {SAFE_TO_EVICT: "false", DELETION_COST: "1000"}
+    assert shield_annotations("idle") == {SAFE_TO_EVICT: None, DELETION_COST: "-100"}
+    assert shield_annotations("starting") == {SAFE_TO_EVICT: None, DELETION_COST: None}
+
+
+def test_the_pool_disruption_budget_selects_its_recording_pods_only() -> None:
+    budget = disruption_budget(POOL)
+    assert budget["spec"] == {
+        "maxUnavailable": 0,
+        "selector": {"matchLabels": {POOL_LABEL: "recorders", STATE_LABEL: "busy"}},
+    }
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == "u-1"

@@ -100,10 +100,18 @@ each watched namespace's Role with rbac.scope=namespaced.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch]
-# The pools' Jibri pods.
+# The pools' Jibri pods (patch: their jibri.dev/state label and shield annotations).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch, create, delete, patch]
+# Each pool's learned arrival profile, in a ConfigMap it owns.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, patch]
+# Each pool's PodDisruptionBudget, which shields its recording pods from evictions.
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, create, patch]
 # Events for every decision.
 - apiGroups: ["", events.k8s.io]
   resources: [events]

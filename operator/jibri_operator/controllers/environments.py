@@ -206,12 +206,14 @@ class EnvironmentRunner:
             connected = ("False", "Disconnected", f"SIP brewery: {sip.last_error}")
         else:
             connected = ("False", "Connecting", "connecting to the XMPP server")
+        # Ready is kstatus' summary: the environment works (its breweries are joined). Every
+        # Jibri busy is demand, not a fault: the reason says so, the status stays True.
         if not joined:
             ready = ("False", "NotConnected", "the brewery is not joined")
         elif counts.idle:
             ready = ("True", "JibrisAvailable", f"{counts.idle} idle Jibri(s)")
         else:
-            ready = ("False", "NoIdleJibri", f"{counts.total} Jibri(s), none idle")
+            ready = ("True", "NoIdleJibri", f"{counts.total} Jibri(s), none idle")
         conditions = set_condition(
             self.conditions, "Connected", connected[0], connected[1], connected[2], generation
         )

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from jibri_operator import metrics
 from jibri_operator.api.types import BreweryKind, RecordingMode
@@ -42,6 +43,27 @@ class JibriSeen:
 @dataclass(frozen=True)
 class BreweryLost:
     pass
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A RecordingSession was created in an environment: what a pool learns its demand from."""
+
+    uid: str
+    at: float  # wall clock (epoch seconds) of its creation
+    mode: RecordingMode
+
+
+ARRIVALS_KEPT: Final = 600.0  # seconds of arrivals replayed to a pool that starts watching late
+
+
+@dataclass(frozen=True)
+class PoolClaim:
+    """What a pool serves, for sharing out the sessions waiting in its environments."""
+
+    environments: tuple[EnvKey, ...]
+    modes: frozenset[RecordingMode]
+    room: int  # pods it may still add
 
 
 @dataclass(frozen=True)
@@ -136,7 +158,10 @@ class Hub:
         self._waiting: dict[EnvKey, dict[SessionInbox, RecordingMode]] = {}
         self._running_on: dict[tuple[EnvKey, str], SessionInbox] = {}
         self._watchers: dict[EnvKey, list[Callable[[], None]]] = {}
+        self._arrivals: dict[EnvKey, deque[Arrival]] = {}
+        self._arrival_watchers: dict[EnvKey, list[Callable[[Arrival], None]]] = {}
         self.ended: set[str] = set()  # nicknames of Jibris whose recording ended (single-use: spent)
+        self.pools: dict[tuple[str, str], PoolClaim] = {}
 
     # -- environments -------------------------------------------------------------
 
@@ -168,6 +193,22 @@ class Hub:
         """Call ``callback`` on every presence change in ``key``; returns the way to stop."""
         self._watchers.setdefault(key, []).append(callback)
         return lambda: self._watchers.get(key, []).remove(callback)
+
+    def session_arrived(self, key: EnvKey, arrival: Arrival) -> None:
+        """Tell the pools serving ``key``; kept a while for pools that start watching later."""
+        kept = self._arrivals.setdefault(key, deque())
+        kept.append(arrival)
+        while kept and kept[0].at < arrival.at - ARRIVALS_KEPT:
+            kept.popleft()
+        for callback in list(self._arrival_watchers.get(key, ())):
+            callback(arrival)
+
+    def watch_arrivals(self, key: EnvKey, callback: Callable[[Arrival], None]) -> Callable[[], None]:
+        """Call ``callback`` for each session created in ``key``, the recent ones first."""
+        for arrival in list(self._arrivals.get(key, ())):
+            callback(arrival)
+        self._arrival_watchers.setdefault(key, []).append(callback)
+        return lambda: self._arrival_watchers.get(key, []).remove(callback)
 
     def recording_ended(self, nickname: str) -> None:
         self.ended.add(nickname)
@@ -209,7 +250,11 @@ class Hub:
 
     def wait(self, key: EnvKey, inbox: SessionInbox, mode: RecordingMode) -> None:
         """Post :class:`CapacityChanged` to ``inbox`` whenever ``key`` may have a Jibri for it."""
-        self._waiting.setdefault(key, {}).setdefault(inbox, mode)
+        waiting = self._waiting.setdefault(key, {})
+        if inbox not in waiting:
+            waiting[inbox] = mode
+            for callback in list(self._watchers.get(key, ())):
+                callback()  # a pool serving ``key`` may have to grow for it, now
 
     def unwait(self, key: EnvKey, inbox: SessionInbox) -> None:
         self._waiting.get(key, {}).pop(inbox, None)
@@ -220,6 +265,26 @@ class Hub:
         if modes is None:
             return len(waiting)
         return sum(1 for mode in waiting.values() if mode in modes)
+
+    def waiting_for_pool(self, pool: tuple[str, str]) -> int:
+        """The waiting sessions this pool should scale for. Each waiting session counts for one
+        pool only: the first (by name) serving its environment and mode that can still grow,
+        or the first at all when none can (so it reports the limit); two pools serving one
+        environment never both start a pod for the same session."""
+        claim = self.pools.get(pool)
+        if claim is None:
+            return 0
+        count = 0
+        for key in claim.environments:
+            for mode in self._waiting.get(key, {}).values():
+                if mode not in claim.modes:
+                    continue
+                serving = sorted(
+                    p for p, c in self.pools.items() if key in c.environments and mode in c.modes
+                )
+                growing = [p for p in serving if self.pools[p].room > 0]
+                count += (growing or serving)[0] == pool
+        return count
 
     def mark_unable(self, key: EnvKey, occupant: str, mode: RecordingMode) -> None:
         """A Jibri refused ``mode`` for good; the environment's status shows it."""

@@ -12,6 +12,7 @@ import concurrent.futures
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +29,7 @@ from jibri_operator.api.constants import (
     PLURAL_SESSION,
     VERSION,
 )
+from jibri_operator.api.types import Phase
 from jibri_operator.controllers.environments import EnvironmentRunner
 from jibri_operator.controllers.hub import Hub
 from jibri_operator.controllers.pools import POOL_LABEL, PoolRunner
@@ -123,6 +125,12 @@ async def run_registered(table: dict[_K, Any], key: _K, runner: _Runner, stopped
 def build_registry(hub: Hub) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     sessions: dict[str, SessionRunner] = {}
+
+    def in_phase(phase: str) -> Callable[[], float]:
+        return lambda: sum(1 for runner in sessions.values() if runner.status.get("phase") == phase)
+
+    for phase in Phase:  # read at scrape time, so the gauge can never drift from the runners
+        metrics.SESSIONS.labels(phase.value).set_function(in_phase(phase.value))
     environments: dict[tuple[str, str], EnvironmentRunner] = {}
     pools: dict[tuple[str, str], PoolRunner] = {}
 
@@ -259,7 +267,10 @@ async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = No
     """Run until ``stop`` is set (or forever). Works on a real cluster unchanged."""
     loop = asyncio.get_running_loop()
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(options.executor_threads, "kube"))
-    kube = Kube(load_config(options.kubeconfig, connections=options.executor_threads))
+    kube = Kube(
+        load_config(options.kubeconfig, connections=options.executor_threads),
+        on_error=lambda verb, code: metrics.API_ERRORS.labels(verb, str(code)).inc(),
+    )
     hub = Hub(kube, options.nickname or default_nickname())
     ready_flag = asyncio.Event()
     probes = await serve_probes(options, ready_flag)

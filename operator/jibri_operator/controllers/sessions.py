@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -54,7 +55,7 @@ from typing import Any, Final
 import kopf
 
 from jibri_operator import metrics
-from jibri_operator.api.conditions import get_condition, now_rfc3339, set_condition
+from jibri_operator.api.conditions import ConditionStatus, get_condition, now_rfc3339, set_condition
 from jibri_operator.api.constants import PLURAL_ENVIRONMENT, PLURAL_SESSION
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.secret import Secret
@@ -69,6 +70,7 @@ from jibri_operator.api.types import (
     RecordingStatus,
 )
 from jibri_operator.controllers.hub import (
+    Arrival,
     BreweryLost,
     EnvKey,
     Hub,
@@ -89,6 +91,15 @@ from jibri_operator.xmpp.stanzas import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _epoch(timestamp: str) -> float:
+    """An RFC 3339 timestamp as the API writes them (whole seconds, Z), in epoch seconds; now if unreadable."""
+    try:
+        return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return time.time()
+
 
 TERMINAL: Final = frozenset({Phase.COMPLETED.value, Phase.FAILED.value})
 STOP_TIMEOUT: Final = 30.0  # how long deletion waits for a Jibri to confirm it stopped
@@ -190,6 +201,9 @@ class SessionRunner:
         try:
             if self.status.get("phase") in TERMINAL:
                 return
+            created = self.body.metadata.get("creationTimestamp")
+            if created and stopped is not None:
+                self.hub.session_arrived(self.env_key, Arrival(self.uid, _epoch(str(created)), self.mode))
             await self._resume()
             while True:
                 if self.current is None:
@@ -225,7 +239,10 @@ class SessionRunner:
     async def _next_event(self, timeout: float | None) -> object | None:
         """The next event, or None after ``timeout``. Stop events are absorbed into flags."""
         try:
-            event = await asyncio.wait_for(self.events.get(), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn kopf's cancellation
+            # of a stopping daemon into a TimeoutError, and the runner would carry on.
+            async with asyncio.timeout(timeout):
+                event = await self.events.get()
         except TimeoutError:
             return None
         if isinstance(event, Stopped):
@@ -277,13 +294,7 @@ class SessionRunner:
     def _recorded_for(self) -> float:
         """Seconds since status.startedAt (wall clock), so maxDuration survives a restart."""
         started = self.status.get("startedAt")
-        if not started:
-            return 0.0
-        try:
-            begun = datetime.strptime(str(started), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        except ValueError:
-            return 0.0
-        return max(0.0, (datetime.now(UTC) - begun).total_seconds())
+        return max(0.0, time.time() - _epoch(str(started))) if started else 0.0
 
     async def _wait_joined(self) -> None:
         """Wait until the environment's client has joined (and so knows every Jibri).
@@ -513,6 +524,7 @@ class SessionRunner:
             return outcome
         self._release(choice.occupant)
         if outcome is StartOutcome.BUSY:
+            metrics.BUSY_RETRIES.labels(*labels).inc()
             await self.save(phase=Phase.PENDING.value, jibri=None, attempts=attempts)
             await self._event(
                 "BusyRetried", f"Jibri {choice.nickname} was taken by another controller; picking another"
@@ -589,6 +601,8 @@ class SessionRunner:
 
     async def _mark_recording(self, current: Current, reason: str, message: str) -> None:
         current.recording_since = self.hub.clock()
+        if reason != "AdoptedAfterRestart":  # since this process took it up; it did not see the start
+            metrics.TIME_TO_RECORDING.labels(self.namespace).observe(current.recording_since - self.seen_at)
         await self.save(
             phase=Phase.RECORDING.value,
             startedAt=self.status.get("startedAt") or now_rfc3339(),
@@ -793,6 +807,10 @@ class SessionRunner:
             changes.setdefault("sessionId", self.session_id)
         if "phase" in changes and changes["phase"] != self.status.get("phase"):
             metrics.SESSION_PHASES.labels(self.namespace, changes["phase"]).inc()
+        if "phase" in changes:
+            changes["conditions"] = self._summary(
+                changes["phase"], changes.get("conditions", self.status.get("conditions"))
+            )
         for key, value in changes.items():
             if value is None:
                 self.status.pop(key, None)
@@ -801,6 +819,27 @@ class SessionRunner:
         changes["observedGeneration"] = self.body.metadata.get("generation")
         self.status["observedGeneration"] = changes["observedGeneration"]
         await self.hub.kube.patch_status(PLURAL_SESSION, self.namespace, self.name, changes)
+
+    def _summary(self, phase: str, conditions: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """kstatus' summary conditions, so `kubectl wait --for=condition=Ready`, Flux and Argo CD
+        read a session like any resource: Ready while it records or once it completed; Stalled
+        when it failed for good."""
+        generation = self.body.metadata.get("generation")
+        scheduled = get_condition(conditions, "Scheduled") or {}
+        summaries: dict[str, tuple[ConditionStatus, str, str]] = {
+            Phase.PENDING.value: ("False", str(scheduled.get("reason") or "Pending"), "waiting for a Jibri"),
+            Phase.STARTING.value: ("False", "Starting", "a Jibri is starting the recording"),
+            Phase.RECORDING.value: ("True", "Recording", "the recording runs"),
+            Phase.STOPPING.value: ("True", "Stopping", "the recording is being stopped"),
+            Phase.COMPLETED.value: ("True", "Completed", "the recording ended"),
+            Phase.FAILED.value: ("False", "Failed", "the session failed; see the Succeeded condition"),
+        }
+        ready = summaries.get(phase, ("Unknown", "Unknown", phase))
+        result = set_condition(conditions, "Ready", *ready, generation)
+        if phase == Phase.FAILED.value or get_condition(result, "Stalled") is not None:
+            stalled: ConditionStatus = "True" if phase == Phase.FAILED.value else "False"
+            result = set_condition(result, "Stalled", stalled, ready[1], ready[2], generation)
+        return result
 
     async def _event(self, reason: str, message: str, warning: bool = False) -> None:
         (kopf.warn if warning else kopf.info)(self.body, reason=reason, message=message)

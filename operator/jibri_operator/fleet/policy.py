@@ -11,7 +11,11 @@ The rules, in order:
   ``spec.schedule``, the learned arrival profile, or a surge of arrivals;
 * scale down only pods that are idle, only once there has been more idle
   headroom than wanted for ``scaleDownDelay`` without a break, and never below
-  ``min``. A busy, starting or unhealthy pod is never removed by scaling.
+  ``min``. A busy, starting or unhealthy pod is never removed by scaling;
+* roll out a changed jibri.conf (pods marked ``outdated``) one idle pod at a
+  time: a new pod is started first (a surge of one, even past ``max``) and an
+  outdated idle pod goes once the headroom allows; a busy outdated pod is left
+  to finish its recording.
 
 Why anticipate: a pod needs 20 to 60 s to become an idle Jibri, and meetings
 start together (the top of the hour). A pool that only reacts makes everyone in
@@ -73,6 +77,7 @@ class PodView:
     name: str
     state: PodState
     since: float  # when the pod entered this state; the longest idle go first
+    outdated: bool = False  # made from an older jibri.conf or template: to be rolled out
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,29 @@ def decide(
         return Decision(create, spent, None, create < shortfall, reason, breakdown, recheck)
 
     removable = min(count[PodState.IDLE] - wanted, staying - spec.minimum)
+    outdated = sorted(
+        (pod for pod in pods if pod.state is PodState.IDLE and pod.outdated),
+        key=lambda pod: (pod.since, pod.name),
+    )
+    if outdated:
+        # Roll out a changed jibri.conf, one idle pod at a time, never below the headroom wanted:
+        # a new pod first (a surge of one, even past max), then the outdated one goes. Busy
+        # outdated pods wait for their recording to end.
+        if count[PodState.IDLE] > wanted and staying > spec.minimum:  # idle, not starting: new pod first
+            return Decision(
+                0, (*spent, outdated[0].name), None, False, "rolling out: an outdated idle pod replaced",
+                breakdown, recheck,
+            )  # fmt: skip
+        if removable <= 0 and count[PodState.STARTING] == 0 and staying <= spec.maximum:
+            return Decision(
+                1,
+                spent,
+                None,
+                False,
+                "rolling out: a new pod before an outdated one goes",
+                breakdown,
+                recheck,
+            )
     if removable <= 0:
         reason = "steady" if not spent else "replacing spent or broken pods"
         return Decision(0, spent, None, False, reason, breakdown, recheck)
@@ -251,7 +279,10 @@ def decide(
         return Decision(
             0, spent, since, False, reason, breakdown, due if recheck is None else min(due, recheck)
         )
-    idle = sorted((pod for pod in pods if pod.state is PodState.IDLE), key=lambda pod: (pod.since, pod.name))
+    idle = sorted(  # outdated pods go first, then the longest idle
+        (pod for pod in pods if pod.state is PodState.IDLE),
+        key=lambda pod: (not pod.outdated, pod.since, pod.name),
+    )
     chosen = tuple(pod.name for pod in idle[:removable])
     reason = f"{removable} idle pod(s) more than wanted for long enough"
     return Decision(0, spent + chosen, None, False, reason, breakdown, recheck)

@@ -219,6 +219,16 @@ class ArrivalProfile:
         valid_for = min(self.slot - wall % self.slot, self.slot - (wall + lead) % self.slot)
         return LearnedNeed(idle, why, max(0.001, valid_for), now.peak)
 
+    @property
+    def closed_through(self) -> float:
+        """The end of the last slot closed into the buckets: the profile's saved state changes with it."""
+        return self._clock
+
+    @property
+    def last_seen(self) -> float | None:
+        """The latest time (arrival or :meth:`advance`) the profile was told about."""
+        return self._last_seen
+
     def weeks(self, wall: float) -> float:
         """Weeks of (decayed) history of the bucket of ``wall``, for tests and status."""
         return self._estimate(self._key(self._slot_start(wall))).weeks

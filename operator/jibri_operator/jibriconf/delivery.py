@@ -46,6 +46,21 @@ SHM_MIN_BYTES: Final = 2 * 1024**3
 STORAGE_PATH: Final = "/storage"
 DISPLAY: Final = ":0"  # the X server the official image starts (its xorg service)
 
+# Shutting a Jibri down without cutting its recording, from its own HTTP APIs:
+# jitsi/jibri src/main/kotlin/org/jitsi/jibri/api/http/internal/InternalHttpApi.kt
+# (POST /jibri/api/internal/v1.0/gracefulShutdown: "shut down when it is idle", on
+# jibri.api.http.internal-api-port, 3333 in reference.conf), and the health endpoint its
+# resources/debian-package/opt/jitsi/jibri/wait_graceful_shutdown.sh polls for
+# status.busyStatus (jibri.api.http.external-api-port, 2222). curl is in the official image
+# (docker-jitsi-meet jibri/rootfs/opt/jitsi/shutdown.sh calls it).
+GRACEFUL_SHUTDOWN: Final = (
+    "curl -fsS -m 10 -X POST http://127.0.0.1:3333/jibri/api/internal/v1.0/gracefulShutdown || true; "
+    "while curl -fsS -m 10 http://127.0.0.1:2222/jibri/api/v1.0/health 2>/dev/null"
+    ' | grep -q \'"busyStatus": *"BUSY"\'; do sleep 5; done'
+)
+UNLIMITED_GRACE: Final = 21600  # seconds; wait_graceful_shutdown.sh delays a shutdown 6 h at most
+GRACE_MARGIN: Final = 120  # seconds past usage-timeout for Jibri to finalize and upload
+
 
 class Delivery(StrEnum):
     OFFICIAL_IMAGE = "officialImage"
@@ -237,6 +252,21 @@ def jibri_pod_spec(
         mounts.append({"name": "jibri-storage", "mountPath": STORAGE_PATH})
         volumes.append({"name": "jibri-storage", "emptyDir": {}})
     jibri["volumeMounts"] = mounts
+    # Even a forced delete lets the recording end first: the preStop hook asks Jibri to stop
+    # once idle and waits while it is busy, for as long as a recording may last.
+    lifecycle = dict(jibri.get("lifecycle") or {})
+    lifecycle.setdefault("preStop", {"exec": {"command": ["/bin/sh", "-c", GRACEFUL_SHUTDOWN]}})
+    jibri["lifecycle"] = lifecycle
+    spec.setdefault("terminationGracePeriodSeconds", recording_grace(environments))
     spec["containers"] = containers
     spec["volumes"] = volumes
     return spec
+
+
+def recording_grace(environments: Sequence[JibriEnvironment]) -> int:
+    """Seconds a pod may take to stop: its longest recording (every environment's usage-timeout,
+    which Jibri enforces) and a margin; 6 h where some environment sets no limit."""
+    limits = [env.usage_timeout_minutes for env in environments]
+    if not limits or 0 in limits:
+        return UNLIMITED_GRACE
+    return max(limits) * 60 + GRACE_MARGIN

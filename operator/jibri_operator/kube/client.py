@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
@@ -20,6 +21,15 @@ from jibri_operator.api.constants import GROUP, VERSION
 from jibri_operator.api.secret import Secret
 
 _T = TypeVar("_T")
+
+
+__all__ = ["ApiException", "Kube", "SecretMissing", "load_config"]
+
+
+def api_verb(method: str) -> str:
+    """The Kubernetes verb of a client method: read_namespaced_secret -> get, and so on."""
+    first = method.split("_", 1)[0]
+    return {"read": "get", "replace": "update"}.get(first, first)
 
 
 class SecretMissing(LookupError):
@@ -54,16 +64,25 @@ def context_namespace(kubeconfig: str | None = None) -> str:
 class Kube:
     """The operator's calls to the Kubernetes API."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, on_error: Callable[[str, int], None] | None = None
+    ) -> None:
         self.api_client = api_client
+        self.on_error = on_error  # (verb, HTTP status) of every failed call: the operator counts them
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.policy = kubernetes.client.PolicyV1Api(api_client)
 
     def close(self) -> None:
         self.api_client.close()
 
     async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
+        except ApiException as error:
+            if self.on_error is not None:
+                self.on_error(api_verb(function.__name__), int(error.status or 0))
+            raise
 
     async def read_secret(self, namespace: str, name: str, key: str) -> Secret:
         """One key of a Secret, wrapped so it cannot be printed."""
@@ -166,4 +185,59 @@ class Kube:
         if (current.data or {}) == encoded:
             return False
         await self._call(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
+        return True
+
+    # -- a pool's ConfigMap (its learned arrival profile), its PDB and its pods' labels ---------------
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data; None when it does not exist."""
+        try:
+            config_map = await self._call(self.core.read_namespaced_config_map, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(config_map.data or {})
+
+    async def ensure_config_map(
+        self, namespace: str, name: str, data: dict[str, str], owner: dict[str, Any], labels: dict[str, str]
+    ) -> None:
+        """Create a ConfigMap owned by ``owner``, or replace its data."""
+        try:
+            await self._call(self.core.patch_namespaced_config_map, name, namespace, {"data": data})
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            body = {"metadata": {"name": name, "labels": labels, "ownerReferences": [owner]}, "data": data}
+            await self._call(self.core.create_namespaced_config_map, namespace, body)
+
+    async def ensure_pod_disruption_budget(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create a PodDisruptionBudget, or bring its spec to ``body``'s; True when it changed."""
+        name = body["metadata"]["name"]
+        try:
+            current = await self._call(self.policy.read_namespaced_pod_disruption_budget, name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            await self._call(self.policy.create_namespaced_pod_disruption_budget, namespace, body)
+            return True
+        spec = self.api_client.sanitize_for_serialization(current.spec) or {}
+        if all(spec.get(key) == value for key, value in body["spec"].items()):
+            return False
+        await self._call(
+            self.policy.patch_namespaced_pod_disruption_budget, name, namespace, {"spec": body["spec"]}
+        )
+        return True
+
+    async def patch_pod_metadata(
+        self, namespace: str, name: str, labels: dict[str, str | None], annotations: dict[str, str | None]
+    ) -> bool:
+        """Merge labels and annotations into a pod (None removes one). False when the pod is gone."""
+        body = {"metadata": {"labels": labels, "annotations": annotations}}
+        try:
+            await self._call(self.core.patch_namespaced_pod, name, namespace, body)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
         return True

@@ -679,7 +679,8 @@ class Handler:
                     break
                 wait = min(deadline, next_bookmark) - now if bookmarks else deadline - now
                 try:
-                    item = await asyncio.wait_for(watcher.queue.get(), timeout=max(wait, 0.001))
+                    async with asyncio.timeout(max(wait, 0.001)):  # not wait_for: see the kubelet's scheduler
+                        item = await watcher.queue.get()
                 except TimeoutError:
                     if bookmarks and time.monotonic() >= next_bookmark and watcher.queue.empty():
                         await response.write(self._bookmark(rt, self.store.rv))

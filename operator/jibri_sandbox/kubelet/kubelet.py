@@ -379,8 +379,11 @@ class Kubelet:
                     await self._schedule(pod)
                 except (ApiError, OSError) as error:
                     log.debug("scheduling %s failed: %s", pod["metadata"]["name"], error)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a cancellation that
+            # meets its timeout into TimeoutError, and this loop would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reschedule.wait(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await self._reschedule.wait()
 
     def _unfit(self, pod: Obj) -> str | None:
         spec = pod.get("spec") or {}

@@ -199,7 +199,8 @@ class PodWorker:
         if self.generation != generation:
             return True
         try:
-            await asyncio.wait_for(self._poked.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancellation on 3.11
+                await self._poked.wait()
         except TimeoutError:
             return False
         return True
