@@ -390,6 +390,22 @@ class SimulatedJibri:
             link.abort()
         self._changed()
 
+    def blip(self, offline: float) -> None:
+        """Lose every connection for ``offline`` seconds, then come back as Jibri does after a
+        network blip: the recording goes on meanwhile, and it rejoins still busy."""
+        self.disconnected = True
+        for link in self._links:
+            link.reconnect = False
+            link.abort()
+
+        def back() -> None:
+            for link in self._links:
+                link.reconnect = True
+                link._reconnect()
+
+        asyncio.get_running_loop().call_later(offline, back)
+        self._changed()
+
     async def __aenter__(self) -> SimulatedJibri:
         await self.start()
         return self
