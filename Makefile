@@ -29,7 +29,7 @@ GO_BUILD := go build -trimpath
 export PATH := $(K8S_BIN):$(PATH):/usr/local/go/bin
 export JIBRI_SANDBOX_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all demo test bench lint unit e2e prosody lua setup generate clean clean-k8s help control-plane kubectl-helm demo-real pin-k8s
+.PHONY: all demo test test-slow faults bench lint unit e2e prosody lua setup generate clean clean-k8s help control-plane kubectl-helm demo-real pin-k8s
 
 help:
 	@echo "make demo   - run the whole system on the embedded sandbox"
@@ -110,6 +110,13 @@ unit: $(STAMP) lua
 
 e2e: setup control-plane
 	$(BIN)/pytest tests/e2e
+
+# The fault matrix, one round (several minutes); `make faults` prints the full table.
+test-slow: setup control-plane
+	$(BIN)/pytest -m slow tests
+
+faults: setup
+	$(BIN)/python benchmarks/faults.py
 
 bench: setup
 	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done

@@ -61,7 +61,7 @@ async def test_pods_carry_their_state_and_recording_pods_are_shielded(world: Wor
         budget = world.cluster.policy.read_namespaced_pod_disruption_budget(
             "recorders-recording", env.namespace
         )
-        assert budget.spec.max_unavailable == 0
+        assert budget.spec.min_available == 4  # more than the pool can ever run: none may go
         assert budget.spec.selector.match_labels == {"jibri.dev/pool": "recorders", STATE: "busy"}
         assert budget.metadata.owner_references[0].kind == "JibriPool"
     except Exception as error:

@@ -182,7 +182,7 @@ async def test_a_jibri_leaving_mid_session_is_a_retry(env: Environment, jibris: 
     (vanishing,) = await jibris(1)
     (good,) = await jibris(1, healthy=False)
     vanishing.faults.disconnect_after_on = True
-    env.session("resilient")
+    env.session("resilient", jibriLeaveGrace="1s")
     await vanishing.wait_until(lambda j: j.disconnected, 10)
     good.set_healthy(True)
     session = await env.wait_phase("resilient", "Recording", timeout=15)
@@ -200,6 +200,46 @@ async def test_a_jibri_leaving_mid_session_is_a_retry(env: Environment, jibris: 
         lambda: "JibriLeft" in {event.reason for event in env.cluster.events(env.namespace)},
         10,
         "a JibriLeft Event",
+    )
+
+
+async def test_a_jibri_cut_off_for_a_moment_is_followed_when_it_comes_back(
+    env: Environment, jibris: JibriFactory
+) -> None:
+    """An XMPP blip: the Jibri leaves the brewery but keeps recording, and comes back busy
+    within jibriLeaveGrace. Retrying elsewhere would record the session twice."""
+    (blipping,) = await jibris(1)
+    (other,) = await jibris(1, healthy=False)
+    env.session("steady")
+    await env.wait_phase("steady", "Recording")
+    other.set_healthy(True)
+    blipping.blip(offline=1.0)
+    await eventually(
+        lambda: "JibriBack" in {event.reason for event in env.cluster.events(env.namespace)}, 15, "JibriBack"
+    )
+    session = env.get_session("steady") or {}
+    assert session["status"]["phase"] == "Recording" and session["status"]["attempts"] == 1
+    assert starts(other) == 0 and blipping.recording, "still recorded once, on the same Jibri"
+
+
+async def test_a_jibri_back_too_late_is_stopped_so_nothing_is_recorded_twice(
+    env: Environment, jibris: JibriFactory
+) -> None:
+    """Gone longer than jibriLeaveGrace: the session moves on; when the old Jibri comes back
+    still recording it, the operator stops it."""
+    (late,) = await jibris(1)
+    (other,) = await jibris(1, healthy=False)
+    env.session("moved", jibriLeaveGrace="1s")
+    await env.wait_phase("moved", "Recording")
+    other.set_healthy(True)
+    late.blip(offline=4.0)
+    await eventually(lambda: starts(other) == 1, 15, "the session to move on")
+    await late.wait_until(lambda j: not j.busy, 15)
+    (orphan,) = late.history
+    assert orphan.ended_by == "stop", "the orphaned recording was stopped"
+    session = env.get_session("moved") or {}
+    assert session["status"]["phase"] == "Recording" and session["status"]["jibri"]["nickname"] == nickname(
+        other
     )
 
 

@@ -271,7 +271,7 @@ def test_busy_pods_are_not_safe_to_evict_and_idle_ones_are_cheapest_to_delete() 
 def test_the_pool_disruption_budget_selects_its_recording_pods_only() -> None:
     budget = disruption_budget(POOL)
     assert budget["spec"] == {
-        "maxUnavailable": 0,
+        "minAvailable": 12,  # max 10, a surge of one, and one more: never a disruption allowed
         "selector": {"matchLabels": {POOL_LABEL: "recorders", STATE_LABEL: "busy"}},
     }
     assert budget["metadata"]["ownerReferences"][0]["uid"] == "u-1"

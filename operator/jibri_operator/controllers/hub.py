@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from jibri_operator import metrics
-from jibri_operator.api.types import BreweryKind, RecordingMode
+from jibri_operator.api.types import BreweryKind, BusyStatus, Dialect, RecordingMode
 from jibri_operator.fleet.registry import Observation, Registry
 from jibri_operator.kube.client import Kube
 from jibri_operator.xmpp.brewery import BreweryClient, BreweryListener
@@ -43,6 +43,26 @@ class JibriSeen:
 @dataclass(frozen=True)
 class BreweryLost:
     pass
+
+
+@dataclass(frozen=True)
+class JibriGone:
+    """The Jibri's pod is being deleted, or is gone: it will not come back."""
+
+    occupant: str
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A recording a session left behind: its Jibri left the brewery, the session went on
+    elsewhere, and if that Jibri comes back still busy with it, it must be stopped."""
+
+    session_id: str
+    dialect: Dialect
+    until: float  # hub clock: after this, a busy return is no longer taken to be this recording
+
+
+ORPHAN_WATCH: Final = 6 * 3600.0  # as long as a recording may last
 
 
 @dataclass(frozen=True)
@@ -162,6 +182,8 @@ class Hub:
         self._arrival_watchers: dict[EnvKey, list[Callable[[Arrival], None]]] = {}
         self.ended: set[str] = set()  # nicknames of Jibris whose recording ended (single-use: spent)
         self.pools: dict[tuple[str, str], PoolClaim] = {}
+        self.orphans: dict[tuple[EnvKey, str], Orphan] = {}  # (environment, occupant)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- environments -------------------------------------------------------------
 
@@ -215,6 +237,8 @@ class Hub:
 
     def observe(self, key: EnvKey, observation: Observation) -> None:
         change = self.registry.observe(observation, self.clock())
+        if change.appeared:
+            self._orphan_back(key, observation)
         for callback in list(self._watchers.get(key, ())):
             callback()
         inbox = self._running_on.get((key, observation.occupant))
@@ -225,6 +249,40 @@ class Hub:
         for label in change.also_freed:  # the same pod, free now in its other environments too
             namespace, _, name = label.partition("/")
             self.wake((namespace, name))
+
+    def watch_orphan(self, key: EnvKey, occupant: str, orphan: Orphan) -> None:
+        self.orphans[(key, occupant)] = orphan
+
+    def _orphan_back(self, key: EnvKey, observation: Observation) -> None:
+        """A Jibri came back: if it is still busy with a recording a session left behind, stop it.
+        Its first presence back being busy means it never went idle: that recording goes on."""
+        orphan = self.orphans.pop((key, observation.occupant), None)
+        if orphan is None or orphan.until < self.clock() or observation.busy is not BusyStatus.BUSY:
+            return
+        client = self.client(key, observation.brewery)
+        if client is None or not client.joined:
+            return
+        session_id = orphan.session_id if orphan.dialect is Dialect.CURRENT else None
+
+        async def stop() -> None:
+            try:
+                await client.stop_recording(observation.occupant, orphan.dialect, session_id)
+                log.warning(
+                    "%s came back still recording a session that was recorded elsewhere meanwhile: stopped it",
+                    observation.nickname,
+                )
+            except Exception as error:  # the next return, or the Jibri's own limits, will end it
+                log.warning("could not stop the orphaned recording on %s: %s", observation.nickname, error)
+
+        task = asyncio.get_running_loop().create_task(stop())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def pod_gone(self, keys: Collection[EnvKey], nickname: str) -> None:
+        """A pool's pod is being deleted: a session waiting for its Jibri to come back need not."""
+        for (env, occupant), inbox in list(self._running_on.items()):
+            if env in keys and occupant.rpartition("/")[2] == nickname:
+                inbox.post(JibriGone(occupant))
 
     def route_report(self, key: EnvKey, occupant: str, update: StatusUpdate) -> None:
         inbox = self._running_on.get((key, occupant))

@@ -117,8 +117,16 @@ def shield_annotations(label: str) -> dict[str, str | None]:
 
 def disruption_budget(pool: Mapping[str, Any]) -> dict[str, Any]:
     """A PodDisruptionBudget owned by the pool: none of its recording pods may be evicted (a
-    drain, the cluster autoscaler, a rollout), while its idle ones may."""
+    drain, the cluster autoscaler, a rollout), while its idle ones may.
+
+    Not ``maxUnavailable: 0``: with it, the disruption controller counts the pods it expects
+    from their owner's scale subresource (a JibriPool's is ``replicas.min``), so with more
+    recording pods than ``min`` it would allow evicting the surplus (the fault matrix found
+    this). An integer ``minAvailable`` expects exactly the pods selected, and one above the
+    most the pool can ever run (``max`` and a rollout's surge) leaves no disruption allowed.
+    (kubernetes pkg/controller/disruption/disruption.go, getExpectedPodCount.)"""
     name = pool["metadata"]["name"]
+    most = int((pool["spec"].get("replicas") or {}).get("max", 10)) + 1
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -128,7 +136,7 @@ def disruption_budget(pool: Mapping[str, Any]) -> dict[str, Any]:
             "ownerReferences": [owner_reference(pool)],
         },
         "spec": {
-            "maxUnavailable": 0,
+            "minAvailable": most + 1,
             "selector": {"matchLabels": {POOL_LABEL: name, STATE_LABEL: "busy"}},
         },
     }
@@ -490,6 +498,10 @@ class PoolRunner:
                     " environment's usage-timeout: replacing it",
                 )
                 state, since = PodState.BROKEN, now
+            if state is PodState.TERMINATING and (
+                previous is None or previous[0] is not PodState.TERMINATING
+            ):
+                self.hub.pod_gone(self.env_keys, name)  # a session waiting for its Jibri need not
             self.states[name] = (state, since)
             if name in self.draining:
                 if state is PodState.IDLE:
@@ -499,6 +511,7 @@ class PoolRunner:
             made_from = (pod["metadata"].get("annotations") or {}).get(CONFIG_HASH)
             views.append(PodView(name, state, since, outdated=made_from != self._config_hash))
         for gone in set(self.states) - seen:
+            self.hub.pod_gone(self.env_keys, gone)
             del self.states[gone]
             self.hub.ended.discard(gone)
             self.hub.registry.forget_pod(self._identity(gone))

@@ -70,12 +70,15 @@ from jibri_operator.api.types import (
     RecordingStatus,
 )
 from jibri_operator.controllers.hub import (
+    ORPHAN_WATCH,
     Arrival,
     BreweryLost,
     EnvKey,
     Hub,
+    JibriGone,
     JibriReport,
     JibriSeen,
+    Orphan,
     env_label,
 )
 from jibri_operator.fleet.registry import Observation
@@ -105,6 +108,7 @@ TERMINAL: Final = frozenset({Phase.COMPLETED.value, Phase.FAILED.value})
 STOP_TIMEOUT: Final = 30.0  # how long deletion waits for a Jibri to confirm it stopped
 RECHECK: Final = 30.0  # a safety net: re-evaluate a waiting session even without events
 SECRET_RECHECK: Final = 5.0
+LEAVE_GRACE: Final = 20.0  # spec.jibriLeaveGrace's default
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class Current:
 
     observation: Observation
     seen_busy: bool = False
+    pod_gone: bool = False  # its pod is being deleted: once it leaves, it will not come back
     recording_since: float | None = None  # monotonic time the recording began (on report, or legacy busy)
 
     @property
@@ -268,6 +273,8 @@ class SessionRunner:
                 f"Jibri {jibri.get('nickname')} left the brewery while the operator was away",
                 warning=True,
             )
+            # If it was only cut off and comes back still recording this session, stop it then.
+            self._leave_behind(occupant, Dialect(jibri.get("dialect") or Dialect.CURRENT.value))
             await self._retry_or_fail("JibriLeft")
             return
         if observation.busy is BusyStatus.BUSY:
@@ -594,6 +601,8 @@ class SessionRunner:
                 return
             if isinstance(event, JibriReport) and event.occupant == current.observation.occupant:
                 await self._on_report(current, event.update)
+            elif isinstance(event, JibriGone) and event.occupant == current.observation.occupant:
+                current.pod_gone = True
             elif isinstance(event, JibriSeen) and event.observation.occupant == current.observation.occupant:
                 await self._on_presence(current, event.observation)
             elif isinstance(event, BreweryLost):
@@ -641,15 +650,17 @@ class SessionRunner:
                 )
 
     async def _on_presence(self, current: Current, observation: Observation) -> None:
-        current.observation = observation
         if not observation.present:
-            await self._event(
-                "JibriLeft", f"Jibri {observation.nickname} left the brewery during the session", warning=True
-            )
             if self.stop_requested():
                 await self._finish(Phase.COMPLETED, "Completed", "the Jibri left while stopping")
-            await self._retry_or_fail("JibriLeft")
-        elif observation.busy is BusyStatus.BUSY:
+            back = await self._came_back(current, observation)
+            if back is None:
+                self._leave_behind(observation.occupant, current.observation.dialect)
+                await self._retry_or_fail("JibriLeft")
+                return
+            observation = back
+        current.observation = observation
+        if observation.busy is BusyStatus.BUSY:
             current.seen_busy = True
             if observation.dialect is Dialect.LEGACY and not current.recording:
                 # The 2016 spec has no `on`: the busy presence after an accepted start is the sign.
@@ -675,6 +686,41 @@ class SessionRunner:
                     f"Jibri {observation.nickname} is idle again: the recording ended",
                 )
             await self._retry_or_fail("error")
+
+    async def _came_back(self, current: Current, gone: Observation) -> Observation | None:
+        """A Jibri whose connection dropped (an XMPP server restart, a blip) keeps recording and
+        comes back busy; a dead one does not come back, or comes back idle. Wait for it up to
+        ``spec.jibriLeaveGrace`` before recording elsewhere: its presence if it is back busy."""
+        grace = 0.0 if current.pod_gone else self._seconds("jibriLeaveGrace", LEAVE_GRACE)
+        await self._event(
+            "JibriLeft",
+            f"Jibri {gone.nickname} left the brewery during the session"
+            + (f"; waiting {grace:g}s for it to come back" if grace else ""),
+            warning=True,
+        )
+        deadline = self.hub.clock() + (grace or 0.0)
+        while self.hub.clock() < deadline:
+            event = await self._next_event(deadline - self.hub.clock())
+            if self.stop_requested():
+                await self._finish(Phase.COMPLETED, "Completed", "the Jibri left while stopping")
+            if isinstance(event, JibriGone) and event.occupant == gone.occupant:
+                return None  # its pod is being deleted: it will not come back
+            if isinstance(event, JibriReport) and event.occupant == gone.occupant:
+                await self._on_report(current, event.update)  # e.g. its `off`, sent on its way out
+            if isinstance(event, JibriSeen) and event.observation.occupant == gone.occupant:
+                back = event.observation
+                if back.present and back.busy is BusyStatus.BUSY:
+                    await self._event("JibriBack", f"Jibri {back.nickname} is back, still recording")
+                    return back
+                if back.present:
+                    return None  # back idle: the recording did not survive
+        return None
+
+    def _leave_behind(self, occupant: str, dialect: Dialect) -> None:
+        """If this Jibri comes back still recording this session, it is stopped then (the hub
+        watches): the session goes on elsewhere, and must never be recorded twice."""
+        orphan = Orphan(self.session_id, dialect, self.hub.clock() + ORPHAN_WATCH)
+        self.hub.watch_orphan(self.env_key, occupant, orphan)
 
     async def _retry_or_fail(self, reason: str) -> None:
         """Jicofo's failed-with-retry: try another Jibri unless the attempts are used up."""

@@ -121,6 +121,7 @@ class Change:
     freed: bool
     left: bool
     also_freed: tuple[str, ...] = ()
+    appeared: bool = False  # a Jibri not present before: it joined, or came back
 
 
 @dataclass
@@ -158,6 +159,7 @@ class Registry:
                 freed=self._available(entry, now),
                 left=False,
                 also_freed=self._newly_available(siblings_before, now),
+                appeared=True,
             )
         was_available = self._available(entry, now)
         entry.observation = observation

@@ -14,6 +14,10 @@ first that matches a request answers it).
   Discovery and OpenAPI requests are `get`s of no resource.
 - `{"fault": "statusConflict"}`: status writes (PUT/PATCH of a `/status` subresource, optionally
   only of `resources`, a `fraction`) are answered 409 Conflict, "the object has been modified".
+- `{"fault": "delay", "delaySeconds": 2}`: the request is served (a write is stored and seen by
+  watches) but its answer is held back that long, as a slow network or an overloaded server
+  does; optional `verbs`, `resources`, `fraction`. It lets a test act between a client's write
+  and what the client does next (e.g. kill an operator after its write-ahead, before its start).
 - `{"fault": "dropWatches"}`: every open watch ends now, as at a watch timeout (`"abort": true`
   resets the connections instead). Immediate: nothing stays set.
 - `{"fault": "restart", "downtime": 1.5}`: the process saves its objects, stops listening, waits
@@ -32,14 +36,15 @@ from . import errors
 
 Obj = dict[str, Any]
 VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"})
-KINDS = ("error", "statusConflict", "dropWatches", "restart")
+KINDS = ("error", "statusConflict", "delay", "dropWatches", "restart")
 TOO_MANY_REQUESTS = "Too many requests, please try again later.\n"
 
 
 @dataclass
 class Fault:
-    kind: str  # error | statusConflict
+    kind: str  # error | statusConflict | delay
     code: int = 500
+    delay: float = 0.0  # delay: seconds the answer is held
     verbs: frozenset[str] = frozenset()  # empty: every verb
     resources: frozenset[str] = frozenset()  # empty: every request
     fraction: float = 1.0
@@ -69,6 +74,8 @@ class Fault:
 
     def describe(self, now: float) -> Obj:
         out: Obj = {"id": self.id, "fault": self.kind}
+        if self.kind == "delay":
+            out["delaySeconds"] = self.delay
         if self.kind == "error":
             out["code"] = self.code
             if self.code == 429:
@@ -124,7 +131,7 @@ def _number(spec: Obj, key: str, low: float, high: float | None = None) -> float
 
 def parse(spec: Any) -> Fault:
     """A fault from its JSON form (error or statusConflict); 400 if it is not one."""
-    if not isinstance(spec, dict) or spec.get("fault") not in ("error", "statusConflict"):
+    if not isinstance(spec, dict) or spec.get("fault") not in ("error", "statusConflict", "delay"):
         raise errors.bad_request(f"fault: expected an object with fault one of {', '.join(KINDS)}")
     known = {
         "fault",
@@ -136,6 +143,7 @@ def parse(spec: Any) -> Fault:
         "times",
         "retryAfterSeconds",
         "message",
+        "delaySeconds",
     }
     unknown = sorted(set(spec) - known)
     if unknown:
@@ -146,6 +154,9 @@ def parse(spec: Any) -> Fault:
         raise errors.bad_request("fault: an error fault answers 500 or 429")
     if kind == "statusConflict" and code != 409:
         raise errors.bad_request("fault: a statusConflict fault answers 409")
+    delay = _number(spec, "delaySeconds", 0.0, 300.0)
+    if kind == "delay" and delay is None:
+        raise errors.bad_request("fault: a delay fault needs delaySeconds")
     verbs = _strings(spec, "verbs")
     if verbs - VERBS:
         raise errors.bad_request(f"fault: unknown verbs {sorted(verbs - VERBS)}")
@@ -166,6 +177,7 @@ def parse(spec: Any) -> Fault:
         times=None if times is None else int(times),
         retry_after=1 if retry_after is None else int(retry_after),
         message=message,
+        delay=delay or 0.0,
         expires=None if seconds is None else time.monotonic() + seconds,
     )
 
@@ -221,6 +233,11 @@ class Faults:
     ) -> Fault | None:
         """The error fault answering this request, if one does."""
         return self._first("error", verb, _names(resource, group, subresource))
+
+    def delay_for(self, verb: str, resource: str = "", group: str = "", subresource: str = "") -> float:
+        """Seconds to hold this request's answer back (0: none)."""
+        fault = self._first("delay", verb, _names(resource, group, subresource))
+        return fault.delay if fault is not None else 0.0
 
     def conflict_for(self, verb: str, resource: str, group: str) -> Fault | None:
         """The statusConflict fault answering this status write (`widgets` or `widgets/status`)."""

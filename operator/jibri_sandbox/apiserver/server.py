@@ -285,7 +285,11 @@ class Handler:
         status_write = t.sub == "status" and verb in ("update", "patch")
         if status_write and self.faults.conflict_for(verb, t.rt.plural, t.rt.group) is not None:
             raise errors.conflict(t.rt.plural, t.rt.group, t.name or "")
-        return await self._serve(request, t)
+        delay = self.faults.delay_for(verb, t.rt.plural, t.rt.group, t.sub) if verb != "watch" else 0.0
+        response = await self._serve(request, t)
+        if delay:
+            await asyncio.sleep(delay)  # served and stored; only the answer is late
+        return response
 
     async def _audited(self, request: web.Request, t: Target, verb: str) -> web.StreamResponse:
         """A pod deletion or eviction, written to the audit log with its answer."""

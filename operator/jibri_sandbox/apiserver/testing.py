@@ -126,6 +126,21 @@ class RunningApiServer:
                                        ("times", times), ("message", message)) if v})  # fmt: skip
         return self.set_fault(spec)
 
+    def delay(
+        self,
+        seconds_each: float,
+        *,
+        verbs: list[str] | None = None,
+        resources: list[str] | None = None,
+        seconds: float | None = None,
+        times: int | None = None,
+    ) -> str:
+        """Serve the matching requests, but hold each answer back ``seconds_each``; the fault's id."""
+        spec: dict[str, Any] = {"fault": "delay", "delaySeconds": seconds_each}
+        spec.update({k: v for k, v in (("verbs", verbs), ("resources", resources), ("seconds", seconds),
+                                       ("times", times)) if v})  # fmt: skip
+        return self.set_fault(spec)
+
     def conflict_status_writes(
         self,
         *,

@@ -8,18 +8,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import logging
+import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
 from jibri_sandbox.jibri.config import JibriConfigError, load_jibri_conf
-from jibri_sandbox.jibri.simulator import JibriError, SimulatedJibri
+from jibri_sandbox.jibri.simulator import JibriError, Recorded, SimulatedJibri
+
+HISTORY_DIR = "JIBRI_SANDBOX_HISTORY_DIR"
+
+
+def _keep_history(jibri: SimulatedJibri, directory: Path) -> None:
+    """Append each recording's start and end to DIR/<host name>.jsonl: the Jibri's own record,
+    readable after the process is gone (a pod's host name is the pod's name)."""
+    path = directory / f"{os.environ.get('HOSTNAME') or socket.gethostname()}.jsonl"
+
+    def write(event: str, recorded: Recorded) -> None:
+        line = {"event": event, "nickname": path.stem, **dataclasses.asdict(recorded)}
+        with path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(line) + "\n")
+
+    jibri.record_hook = write
 
 
 async def _run(config_path: Path) -> int:
     config = load_jibri_conf(config_path)
     jibri = SimulatedJibri(config)
+    if os.environ.get(HISTORY_DIR):
+        _keep_history(jibri, Path(os.environ[HISTORY_DIR]))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

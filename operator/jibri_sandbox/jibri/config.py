@@ -290,6 +290,9 @@ class Faults:
     # Seconds the busy presence after an accepted start lags behind: how a second controller
     # still sees the Jibri idle and loses the race with a busy answer.
     busy_presence_delay: float = 0.0
+    # Seconds between a stop command and its answer (and the recording's end): a Jibri slow to
+    # finalize, so that a controller can be caught in the middle of stopping.
+    stop_reply_delay: float = 0.0
 
 
 @dataclass(frozen=True)

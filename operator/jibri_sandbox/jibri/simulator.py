@@ -93,7 +93,8 @@ class Recorded:
     session_id: str
     environment: str
     started: float  # wall clock: the start was accepted
-    ended: float | None = None  # wall clock; None while it records
+    ended: float | None = None  # wall clock; None while it records (or if the Jibri died)
+    ended_by: str | None = None  # stop (a stop command), done (it ended by itself), error
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,9 @@ class SimulatedJibri:
         self.commands: list[stanzas.JibriCommand] = []
         self.reports: list[SentReport] = []
         self.history: list[Recorded] = []  # every accepted start, with when it ended
+        # Told of each recording as it starts ("start") and ends ("end"): how the sandbox keeps
+        # a record outside the process (see jibri_sandbox.jibri.cli, JIBRI_SANDBOX_HISTORY_DIR).
+        self.record_hook: Callable[[str, Recorded], None] | None = None
         self.refusals = 0
         self.bad_requests = 0
         self.disconnected = False  # set when a connection was lost (fault or server)
@@ -386,6 +390,22 @@ class SimulatedJibri:
             link.abort()
         self._changed()
 
+    def blip(self, offline: float) -> None:
+        """Lose every connection for ``offline`` seconds, then come back as Jibri does after a
+        network blip: the recording goes on meanwhile, and it rejoins still busy."""
+        self.disconnected = True
+        for link in self._links:
+            link.reconnect = False
+            link.abort()
+
+        def back() -> None:
+            for link in self._links:
+                link.reconnect = True
+                link._reconnect()
+
+        asyncio.get_running_loop().call_later(offline, back)
+        self._changed()
+
     async def __aenter__(self) -> SimulatedJibri:
         await self.start()
         return self
@@ -455,6 +475,8 @@ class SimulatedJibri:
         session_id = request.session_id or uuid.uuid4().hex[:12]
         self._session = _Session(start, link, session_id)
         self.history.append(Recorded(request.room, session_id, link.env.name, start.received_at))
+        if self.record_hook is not None:
+            self.record_hook("start", self.history[-1])
         self._busy = True
         if not self.faults.lose_start_reply:
             pending = stanzas.StatusUpdate(RecordingStatus.PENDING, session_id=session_id)
@@ -470,6 +492,13 @@ class SimulatedJibri:
         self._session.task = asyncio.get_running_loop().create_task(self._run_session(self._session))
 
     def _on_stop(self, link: _Link, iq: ET.Element, command: stanzas.JibriCommand) -> None:
+        if self.faults.stop_reply_delay > 0:
+            delay = self.faults.stop_reply_delay
+            asyncio.get_running_loop().call_later(delay, self._stop_now, link, iq, command)
+            return
+        self._stop_now(link, iq, command)
+
+    def _stop_now(self, link: _Link, iq: ET.Element, command: stanzas.JibriCommand) -> None:
         session = self._session
         off = stanzas.StatusUpdate(RecordingStatus.OFF, session_id=command.session_id)
         link.reply(stanzas.build_result(iq, off if self.sends_reports else None))
@@ -481,7 +510,7 @@ class SimulatedJibri:
         if session.task is not None:
             session.task.cancel()
         log.info("%s: stopped session %s", link.env.name, session.session_id)
-        self._end_session(session)
+        self._end_session(session, "stop")
 
     async def _run_session(self, session: _Session) -> None:
         """pending -> on -> off, with the configured delays and faults.
@@ -505,7 +534,7 @@ class SimulatedJibri:
                 session.session_id,
             )
             await self._report(session, failed)
-            self._end_session(session)
+            self._end_session(session, "error")
             return
         session.on = True
         await self._report(session, stanzas.StatusUpdate(RecordingStatus.ON, session_id=session.session_id))
@@ -528,11 +557,14 @@ class SimulatedJibri:
         self.reports.append(SentReport(session.link.env.name, session.start.sender, update, acknowledged))
         self._changed()
 
-    def _end_session(self, session: _Session) -> None:
+    def _end_session(self, session: _Session, ended_by: str = "done") -> None:
         if self._session is not session:
             return
         self._session = None
         self.history[-1].ended = time.time()
+        self.history[-1].ended_by = ended_by
+        if self.record_hook is not None:
+            self.record_hook("end", self.history[-1])
         if self.config.single_use_mode:
             self._spent = True  # stays busy, and keeps its last presence: it must be replaced
             self._changed()
