@@ -51,3 +51,8 @@ WAITING_SESSIONS: Final = Gauge(
     ["namespace", "environment"],
     registry=REGISTRY,
 )
+LEADER: Final = Gauge(
+    "jibri_operator_leader",
+    "1 while this replica acts: it holds the leader-election Lease (or runs without election)",
+    registry=REGISTRY,
+)
