@@ -333,8 +333,16 @@ async def run_operator(
                 return
             renewing = asyncio.create_task(elector.renew(), name="lease renewal")
         metrics.LEADER.set(1)
+        registry = build_registry(hub)
+
+        @kopf.on.cleanup(registry=registry)
+        def kopf_stopped(**_: Any) -> None:
+            # kopf stops on SIGTERM by its own handler, which leaves the stop flag unset: set it,
+            # or kopf waits 5 s for its own stop-flag waiter before it returns (a slower handover).
+            stop.set()
+
         await kopf.operator(
-            registry=build_registry(hub),
+            registry=registry,
             settings=build_settings(options),
             clusterwide=not options.namespaces,
             namespaces=options.namespaces,
