@@ -556,6 +556,16 @@ async def test_helm_upgrade_rolls_both_replicas_over_and_hands_over_cleanly(
     values = values_file(
         release.directory, {"replicaCount": 2, "watchNamespaces": [release.namespace], "logFormat": "json"}
     )
+    holders: list[tuple[float, str]] = []
+
+    async def watch_lease() -> None:  # who holds the Lease, every 100 ms, through the rollout
+        while True:
+            holder = await asyncio.to_thread(release.holder)
+            if not holders or holders[-1][1] != holder:
+                holders.append((time.monotonic(), holder))
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(watch_lease())
     began = time.monotonic()
     await asyncio.to_thread(
         helm, release.kubeconfig, "upgrade", RELEASE, str(CHART), "-n", release.namespace, "-f", str(values)
@@ -567,7 +577,16 @@ async def test_helm_upgrade_rolls_both_replicas_over_and_hands_over_cleanly(
         return found if found is not None and not pods & before else None
 
     new_leader, _ = await eventually(rolled, 120, "two new pods, one of them leading")
-    print(f"\nhelm upgrade: {leader} -> {new_leader} leading and Ready after {time.monotonic() - began:.1f}s")
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    released = next(at for at, holder in holders if holder != holders[0][1])  # "" (or a new holder at once)
+    taken = next(at for at, holder in holders if holder.startswith(new_leader + "_"))
+    print(
+        f"\nhelm upgrade: {leader} released the Lease {released - began:.1f}s after the upgrade began, "
+        f"{new_leader} took it {taken - released:.1f}s later and was Ready after {time.monotonic() - began:.1f}s "
+        f"(holders: {' -> '.join(holder or '(released)' for _, holder in holders)})"
+    )
+    assert taken - released < 5, "a released Lease is taken over within a few retry periods"
     revision = json.loads(
         helm(release.kubeconfig, "status", RELEASE, "-n", release.namespace, "-o", "json").stdout
     )

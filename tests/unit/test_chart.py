@@ -136,6 +136,7 @@ def test_helm_lint_strict_passes(toggle: str, tmp_path: Any) -> None:
         ({"replicaCount": -1}, "replicaCount"),
         ({"leaderElection": {"enabled": "yes"}}, "leaderElection.enabled"),
         ({"leaderElection": {"leaseName": "x"}}, "leaderElection"),
+        ({"leaderElection": {"handoverDelaySeconds": -1}}, "leaderElection.handoverDelaySeconds"),
         ({"watchNamespaces": ["Team_A"]}, "watchNamespaces.0"),
         ({"serviceMonitor": {"interval": "often"}}, "serviceMonitor.interval"),
         ({"podDisruptionBudget": {"maxUnavailable": "half"}}, "podDisruptionBudget.maxUnavailable"),
@@ -362,11 +363,17 @@ def test_replicas_zero_pauses_and_more_than_one_elect_a_leader() -> None:
     assert "--leader-elect" in container(objects)["args"]
     assert deployment(objects)["spec"]["strategy"]["type"] == "RollingUpdate"
     assert not by_kind(objects, "PodDisruptionBudget"), "only the leader is Ready: a budget would pin it"
+    # a deleted leader keeps acting 10 s (preStop), so a rollout's new pods are standbys when it lets go
+    assert container(objects)["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "10"]}}}
+    assert "lifecycle" not in container(render({"leaderElection": {"handoverDelaySeconds": 0}}))
+    refused = helm_template({"leaderElection": {"handoverDelaySeconds": 60}})
+    assert "handoverDelaySeconds must be below terminationGracePeriodSeconds" in refused.stderr
 
 
 def test_without_leader_election_one_replica_at_most_and_recreate() -> None:
     objects = render(TOGGLES["leaderElection.off"])
     assert not [arg for arg in container(objects)["args"] if arg.startswith("--leader-elect")]
+    assert "lifecycle" not in container(objects)
     assert deployment(objects)["spec"]["strategy"] == {"type": "Recreate"}
     refused = helm_template({"replicaCount": 2, "leaderElection": {"enabled": False}})
     assert refused.returncode != 0

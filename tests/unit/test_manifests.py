@@ -41,6 +41,7 @@ def test_the_deployment_runs_a_valid_command_as_its_service_account(
     assert parsed.leader_elect and parsed.leader_elect_name == "jibri-operator"
     strategy = objects[("Deployment", "jibri-operator")]["spec"]["strategy"]
     assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "100%"}}
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "10"]
     assert container["image"] == "ghcr.io/jibri-operator/jibri-operator:0.1.0"
     binding = objects[("ClusterRoleBinding", "jibri-operator")]
     assert binding["subjects"][0]["name"] == pod["serviceAccountName"]

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from jibri_sandbox.kubelet import mountns
-from jibri_sandbox.kubelet.pods import is_jibri, is_operator
+from jibri_sandbox.kubelet.pods import is_jibri, is_operator, pre_stop_sleep
 from jibri_sandbox.kubelet.probes import Probe
 
 
@@ -93,3 +93,14 @@ async def test_mountns_shows_a_volume_at_its_path_to_the_process_only(tmp_path: 
     out, _ = await process.communicate()
     assert out.decode().split() == ["a", "token", "read-only"]
     assert target.is_dir() and not any(target.iterdir()), "the host sees an empty mount point"
+
+
+def test_a_pre_stop_sleep_is_honoured_other_hooks_are_not_run() -> None:
+    assert pre_stop_sleep({"lifecycle": {"preStop": {"exec": {"command": ["sleep", "10"]}}}}) == 10
+    assert (
+        pre_stop_sleep({"lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 2.5"]}}}})
+        == 2.5
+    )
+    assert pre_stop_sleep({"lifecycle": {"preStop": {"sleep": {"seconds": 3}}}}) == 3
+    assert pre_stop_sleep({"lifecycle": {"preStop": {"exec": {"command": ["nginx", "-s", "quit"]}}}}) == 0
+    assert pre_stop_sleep({}) == 0

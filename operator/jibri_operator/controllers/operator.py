@@ -329,8 +329,8 @@ async def run_operator(
         if elector is not None:
             metrics.LEADER.set(0)
             log.info("standby as %s: waiting for %s", elector.identity, elector.description)
-            if not await elector.acquire(stop):
-                return
+            if not await elector.acquire(stop) or stop.is_set():
+                return  # told to stop while waiting (or at the very moment it won): act not at all
             renewing = asyncio.create_task(elector.renew(), name="lease renewal")
         metrics.LEADER.set(1)
         registry = build_registry(hub)

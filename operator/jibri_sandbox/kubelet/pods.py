@@ -58,6 +58,17 @@ def _free_port() -> int:
         return port
 
 
+def pre_stop_sleep(container: Obj) -> float:
+    """Seconds a container's preStop hook waits: the `sleep` action, or an exec of `sleep N`.
+    Other hooks are not run (the sandbox cannot run an image's commands)."""
+    hook = ((container.get("lifecycle") or {}).get("preStop")) or {}
+    if "sleep" in hook:
+        return float(hook["sleep"].get("seconds") or 0)
+    text = " ".join(str(part) for part in (hook.get("exec") or {}).get("command") or ())
+    m = re.fullmatch(r"(?:(?:/bin/)?sh -c )?(?:/bin/)?sleep (\d+(?:\.\d+)?)", text.strip())
+    return float(m.group(1)) if m else 0.0
+
+
 def is_jibri(image: str) -> bool:
     """Containers of a Jibri image become simulated Jibris (repository name, not registry host)."""
     repository = image.rsplit("@", 1)[0]
@@ -594,9 +605,12 @@ class PodWorker:
     async def _stop_container(self, c: Container, grace: float) -> None:
         assert c.process is not None
         process = c.process
-        process.terminate()
         started = asyncio.get_running_loop().time()
         waiter = asyncio.ensure_future(process.wait())
+        pause = pre_stop_sleep(c.spec)
+        if pause:  # the preStop hook runs first, within the grace period, then SIGTERM
+            await asyncio.wait({waiter}, timeout=min(pause, grace))
+        process.terminate()
         while not waiter.done():
             # a second delete may shorten the grace period; honour the shorter one
             deadline = started + min(grace, self._grace())
