@@ -560,9 +560,13 @@ async def test_helm_upgrade_rolls_both_replicas_over_and_hands_over_cleanly(
 
     async def watch_lease() -> None:  # who holds the Lease, every 100 ms, through the rollout
         while True:
-            holder = await asyncio.to_thread(release.holder)
-            if not holders or holders[-1][1] != holder:
-                holders.append((time.monotonic(), holder))
+            try:
+                holder = await asyncio.to_thread(release.holder)
+            except Exception as error:  # a slow or refused read on a busy machine: the next one will do
+                print(f"reading the Lease failed: {error!r}")
+            else:
+                if not holders or holders[-1][1] != holder:
+                    holders.append((time.monotonic(), holder))
             await asyncio.sleep(0.1)
 
     watcher = asyncio.create_task(watch_lease())
@@ -579,14 +583,20 @@ async def test_helm_upgrade_rolls_both_replicas_over_and_hands_over_cleanly(
     new_leader, _ = await eventually(rolled, 120, "two new pods, one of them leading")
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
-    released = next(at for at, holder in holders if holder != holders[0][1])  # "" (or a new holder at once)
-    taken = next(at for at, holder in holders if holder.startswith(new_leader + "_"))
+    history = " -> ".join(holder or "(released)" for _, holder in holders)
+    assert holders and holders[0][1].startswith(leader + "_"), history
+    # "" once released (or the new holder at once, if it took over between two reads)
+    released = next((at for at, holder in holders if holder != holders[0][1]), None)
+    taken = next((at for at, holder in holders if holder.startswith(new_leader + "_")), None)
+    assert released is not None and taken is not None, f"the Lease never changed hands: {history}"
     print(
         f"\nhelm upgrade: {leader} released the Lease {released - began:.1f}s after the upgrade began, "
         f"{new_leader} took it {taken - released:.1f}s later and was Ready after {time.monotonic() - began:.1f}s "
-        f"(holders: {' -> '.join(holder or '(released)' for _, holder in holders)})"
+        f"(holders: {history})"
     )
-    assert taken - released < 5, "a released Lease is taken over within a few retry periods"
+    # The new pods are standbys by then (handoverDelaySeconds), unless the machine is slower to start
+    # them than that; either way the takeover is within the limit a killed leader has.
+    assert taken - released < TAKEOVER_LIMIT, history
     revision = json.loads(
         helm(release.kubeconfig, "status", RELEASE, "-n", release.namespace, "-o", "json").stdout
     )
