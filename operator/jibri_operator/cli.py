@@ -7,6 +7,10 @@ watches one namespace (``-n``, repeatable) or all of them (``-A``, the default).
 rendered jibri.conf, the Jibri container's environment (secret values redacted
 unless ``--show-secrets``) and the pod.
 
+``--leader-elect`` makes a replica act only while it holds a Lease (see
+:mod:`jibri_operator.kube.lease`); the others wait as standbys, answering /readyz
+with 503. A leader that loses its Lease exits with status 3.
+
 ``--log-format json`` writes one JSON object per log line (see :mod:`jibri_operator.logs`).
 """
 
@@ -19,6 +23,16 @@ import signal
 import sys
 
 from jibri_operator import __version__, logs
+from jibri_operator.api.durations import parse_duration
+from jibri_operator.kube.election import LeaseTiming
+
+
+def _seconds(text: str) -> float:
+    """A duration (``6s``, ``500ms``) or a number of seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        return parse_duration(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,10 +59,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=8080, help="port for /metrics, /healthz, /readyz (0: off)"
     )
     run.add_argument("--metrics-host", default="0.0.0.0", help="address for the probes and metrics")  # noqa: S104
-    run.add_argument(
+    coordination = run.add_mutually_exclusive_group()
+    coordination.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="act only while holding a coordination.k8s.io Lease; other replicas wait as standbys",
+    )
+    coordination.add_argument(
         "--peering",
         metavar="NAME",
         help="coordinate replicas through this kopf peering object (default: standalone)",
+    )
+    run.add_argument(
+        "--leader-elect-namespace",
+        metavar="NS",
+        help="the Lease's namespace (default: $POD_NAMESPACE, the pod's service account's, the kubeconfig's)",
+    )
+    run.add_argument("--leader-elect-name", metavar="NAME", default="jibri-operator", help="the Lease's name")
+    defaults = LeaseTiming()
+    run.add_argument(
+        "--leader-elect-lease-duration",
+        type=_seconds,
+        default=defaults.lease_duration,
+        metavar="DURATION",
+        help=f"how long a standby waits after the leader's last renewal (default {defaults.lease_duration:g}s)",
+    )
+    run.add_argument(
+        "--leader-elect-renew-deadline",
+        type=_seconds,
+        default=defaults.renew_deadline,
+        metavar="DURATION",
+        help=f"the leader exits if it cannot renew for this long (default {defaults.renew_deadline:g}s)",
+    )
+    run.add_argument(
+        "--leader-elect-retry-period",
+        type=_seconds,
+        default=defaults.retry_period,
+        metavar="DURATION",
+        help=f"how often to renew, or to try to take over (default {defaults.retry_period:g}s)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.add_argument(
@@ -94,8 +142,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "render-config":
         return render_config(args)
-    from jibri_operator.controllers.operator import OperatorOptions, run_operator
+    from jibri_operator.controllers.operator import LeaderElection, OperatorOptions, run_operator
 
+    election = None
+    if args.leader_elect:
+        try:
+            timing = LeaseTiming(
+                args.leader_elect_lease_duration,
+                args.leader_elect_renew_deadline,
+                args.leader_elect_retry_period,
+            )
+        except ValueError as error:
+            print(f"jibri-operator run: --leader-elect-*: {error}", file=sys.stderr)
+            return 2
+        election = LeaderElection(args.leader_elect_name, args.leader_elect_namespace, timing=timing)
     logs.configure(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
     options = OperatorOptions(
         kubeconfig=args.kubeconfig,
@@ -105,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_port=args.metrics_port or None,
         standalone=args.peering is None,
         peering_name=args.peering,
+        leader_election=election,
     )
 
     async def run() -> None:

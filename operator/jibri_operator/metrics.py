@@ -88,3 +88,8 @@ API_ERRORS: Final = Counter(
     ["verb", "code"],
     registry=REGISTRY,
 )
+LEADER: Final = Gauge(
+    "jibri_operator_leader",
+    "1 while this replica acts: it holds the leader-election Lease (or runs without election)",
+    registry=REGISTRY,
+)

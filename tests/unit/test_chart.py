@@ -43,6 +43,8 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "rbac.namespaced.own": {"rbac": {"scope": "namespaced"}},
     "watchNamespaces": {"watchNamespaces": ["team-a", "rec-*"]},
     "replicas.paused": {"replicaCount": 0},
+    "replicas.ha": {"replicaCount": 2},
+    "leaderElection.off": {"leaderElection": {"enabled": False}},
     "pdb": {"podDisruptionBudget": {"enabled": True}},
     "pdb.minAvailable": {"podDisruptionBudget": {"enabled": True, "minAvailable": "50%"}},
     "serviceMonitor": {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}}},
@@ -132,6 +134,9 @@ def test_helm_lint_strict_passes(toggle: str, tmp_path: Any) -> None:
         ({"serviceAccount": {"annotation": {}}}, "serviceAccount"),
         ({"logFormat": "xml"}, "logFormat"),
         ({"replicaCount": -1}, "replicaCount"),
+        ({"leaderElection": {"enabled": "yes"}}, "leaderElection.enabled"),
+        ({"leaderElection": {"leaseName": "x"}}, "leaderElection"),
+        ({"leaderElection": {"handoverDelaySeconds": -1}}, "leaderElection.handoverDelaySeconds"),
         ({"watchNamespaces": ["Team_A"]}, "watchNamespaces.0"),
         ({"serviceMonitor": {"interval": "often"}}, "serviceMonitor.interval"),
         ({"podDisruptionBudget": {"maxUnavailable": "half"}}, "podDisruptionBudget.maxUnavailable"),
@@ -200,8 +205,16 @@ def test_every_object_carries_the_standard_labels(defaults: list[Object]) -> Non
 def test_the_operator_runs_hardened_with_probes(defaults: list[Object]) -> None:
     pod, main = pod_spec(defaults), container(defaults)
     assert main["image"] == f"ghcr.io/jibri-operator/jibri-operator:{__version__}"
-    assert main["args"] == ["--all-namespaces", "--metrics-port=8080", "--log-format=text"]
-    build_parser().parse_args(entrypoint()[1:] + main["args"])
+    assert main["args"] == [
+        "--all-namespaces",
+        "--metrics-port=8080",
+        "--leader-elect",
+        f"--leader-elect-name={FULLNAME}",
+        "--log-format=text",
+    ]
+    parsed = build_parser().parse_args(entrypoint()[1:] + main["args"])
+    assert parsed.leader_elect and parsed.leader_elect_name == FULLNAME
+    assert parsed.leader_elect_namespace is None, "the pod's own namespace, where the Lease's Role is"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -216,7 +229,10 @@ def test_the_operator_runs_hardened_with_probes(defaults: list[Object]) -> None:
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
     assert main["env"][0]["name"] == "POD_NAME"
-    assert deployment(defaults)["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment(defaults)["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "100%"},
+    }
     assert deployment(defaults)["spec"]["replicas"] == 1
     assert "priorityClassName" not in pod and "nodeSelector" not in pod and "tolerations" not in pod
 
@@ -340,11 +356,28 @@ def test_watch_namespaces_with_cluster_scope_accepts_globs() -> None:
     assert [role["metadata"]["namespace"] for role in by_kind(objects, "Role")] == [NAMESPACE]
 
 
-def test_replicas_zero_pauses_and_more_than_one_waits_for_leader_election() -> None:
+def test_replicas_zero_pauses_and_more_than_one_elect_a_leader() -> None:
     assert deployment(render(TOGGLES["replicas.paused"]))["spec"]["replicas"] == 0
-    refused = helm_template({"replicaCount": 2})
+    objects = render(TOGGLES["replicas.ha"])
+    assert deployment(objects)["spec"]["replicas"] == 2
+    assert "--leader-elect" in container(objects)["args"]
+    assert deployment(objects)["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert not by_kind(objects, "PodDisruptionBudget"), "only the leader is Ready: a budget would pin it"
+    # a deleted leader keeps acting 10 s (preStop), so a rollout's new pods are standbys when it lets go
+    assert container(objects)["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "10"]}}}
+    assert "lifecycle" not in container(render({"leaderElection": {"handoverDelaySeconds": 0}}))
+    refused = helm_template({"leaderElection": {"handoverDelaySeconds": 60}})
+    assert "handoverDelaySeconds must be below terminationGracePeriodSeconds" in refused.stderr
+
+
+def test_without_leader_election_one_replica_at_most_and_recreate() -> None:
+    objects = render(TOGGLES["leaderElection.off"])
+    assert not [arg for arg in container(objects)["args"] if arg.startswith("--leader-elect")]
+    assert "lifecycle" not in container(objects)
+    assert deployment(objects)["spec"]["strategy"] == {"type": "Recreate"}
+    refused = helm_template({"replicaCount": 2, "leaderElection": {"enabled": False}})
     assert refused.returncode != 0
-    assert "replicaCount: at most 1 until the operator has leader election" in refused.stderr
+    assert "replicaCount: more than 1 needs leaderElection.enabled" in refused.stderr
 
 
 def test_pod_disruption_budget() -> None:
@@ -352,6 +385,7 @@ def test_pod_disruption_budget() -> None:
     objects = render(TOGGLES["pdb"])
     budget = one(objects, "PodDisruptionBudget")
     assert budget["spec"]["maxUnavailable"] == 1 and "minAvailable" not in budget["spec"]
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow", "standbys are never Ready"
     assert budget["spec"]["selector"]["matchLabels"] == deployment(objects)["spec"]["selector"]["matchLabels"]
     budget = one(render(TOGGLES["pdb.minAvailable"]), "PodDisruptionBudget")
     assert (
@@ -548,6 +582,8 @@ def test_notes_tell_how_to_check_upgrade_crds_and_what_uninstall_leaves(tmp_path
     assert f"rollout status deployment/{FULLNAME}" in text
     assert "kubectl apply --server-side" in text and "crds/" in text
     assert "`helm uninstall` leaves the CRDs" in text
+    assert f"get lease {FULLNAME}" in text and "standbys show READY 0/1" in text
+    assert "get lease" not in notes(TOGGLES["leaderElection.off"], tmp_path / "single")
     text = notes({**TOGGLES["rbac.namespaced"], "replicaCount": 0, **_all_on()}, tmp_path / "toggled")
     assert "the namespace(s): team-a, team-b" in text and "RBAC scope: namespaced" in text
     assert "the operator is paused" in text

@@ -37,7 +37,11 @@ def test_the_deployment_runs_a_valid_command_as_its_service_account(
     pod = objects[("Deployment", "jibri-operator")]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert entrypoint()[0] == "jibri-operator"
-    build_parser().parse_args(entrypoint()[1:] + container["args"])
+    parsed = build_parser().parse_args(entrypoint()[1:] + container["args"])
+    assert parsed.leader_elect and parsed.leader_elect_name == "jibri-operator"
+    strategy = objects[("Deployment", "jibri-operator")]["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "100%"}}
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "10"]
     assert container["image"] == "ghcr.io/jibri-operator/jibri-operator:0.1.0"
     binding = objects[("ClusterRoleBinding", "jibri-operator")]
     assert binding["subjects"][0]["name"] == pod["serviceAccountName"]

@@ -12,6 +12,7 @@ import concurrent.futures
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -34,10 +35,23 @@ from jibri_operator.controllers.environments import EnvironmentRunner
 from jibri_operator.controllers.hub import Hub
 from jibri_operator.controllers.pools import POOL_LABEL, PoolRunner
 from jibri_operator.controllers.sessions import STOP_TIMEOUT, Poke, SessionRunner
-from jibri_operator.kube.client import Kube, load_config
+from jibri_operator.kube.client import Kube, context_namespace, load_config
+from jibri_operator.kube.election import LeaseTiming
+from jibri_operator.kube.lease import KubernetesLeaseApi, LeaseElector, default_identity, default_namespace
 from jibri_operator.xmpp.brewery import BreweryConfig
 
 log = logging.getLogger(__name__)
+EXIT_LEADERSHIP_LOST = 3  # the exit code of a replica that lost its Lease (the kubelet restarts it)
+
+
+@dataclass
+class LeaderElection:
+    """``--leader-elect``: act only while holding the Lease ``namespace/name``."""
+
+    name: str = "jibri-operator"
+    namespace: str | None = None  # default: $POD_NAMESPACE, the service account's, the kubeconfig's
+    identity: str | None = None  # default: $POD_NAME (or the host name) and a random suffix
+    timing: LeaseTiming = field(default_factory=LeaseTiming)
 
 
 @dataclass
@@ -50,6 +64,7 @@ class OperatorOptions:
     standalone: bool = True
     peering_name: str | None = None
     executor_threads: int = 32
+    leader_election: LeaderElection | None = None  # None: act at once, alone
 
 
 def default_nickname() -> str:
@@ -237,8 +252,13 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
     return registry
 
 
-async def serve_probes(options: OperatorOptions, ready: asyncio.Event) -> web.AppRunner | None:
-    """/metrics, /healthz (the loop answers) and /readyz (kopf is up) on one port."""
+async def serve_probes(
+    options: OperatorOptions, ready: asyncio.Event, elector: LeaseElector | None = None
+) -> web.AppRunner | None:
+    """/metrics, /healthz (the loop answers) and /readyz (leading, and kopf is up) on one port.
+
+    A standby answers /readyz with 503 ``standby``: only the leader is Ready, so
+    ``kubectl get pods`` shows which replica acts."""
     if options.metrics_port is None:
         return None
 
@@ -251,6 +271,8 @@ async def serve_probes(options: OperatorOptions, ready: asyncio.Event) -> web.Ap
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
+        if elector is not None and not elector.leading:
+            return web.Response(status=503, text="standby")
         return web.Response(text="ready") if ready.is_set() else web.Response(status=503, text="starting")
 
     app = web.Application()
@@ -263,8 +285,44 @@ async def serve_probes(options: OperatorOptions, ready: asyncio.Event) -> web.Ap
     return runner
 
 
-async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set (or forever). Works on a real cluster unchanged."""
+def fence(reason: str) -> None:
+    """Leadership is lost: stop acting at once. Nothing else may run, not even a graceful
+    shutdown (it could still send a command), so the process exits where it stands; the
+    kubelet restarts it, and it comes back as a standby."""
+    log.critical("leadership lost (%s): exiting now so that only one replica acts", reason)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_LEADERSHIP_LOST)
+
+
+def build_elector(
+    options: OperatorOptions, kube: Kube, on_lost: Callable[[str], None] = fence
+) -> LeaseElector | None:
+    election = options.leader_election
+    if election is None:
+        return None
+    namespace = election.namespace or default_namespace(lambda: context_namespace(options.kubeconfig))
+    api = KubernetesLeaseApi(
+        kube.api_client, namespace, election.name, timeout=election.timing.renew_deadline
+    )
+    return LeaseElector(
+        api,
+        election.identity or default_identity(),
+        on_lost,
+        election.timing,
+        description=f"Lease {namespace}/{election.name}",
+    )
+
+
+async def run_operator(
+    options: OperatorOptions, stop: asyncio.Event | None = None, on_lost: Callable[[str], None] = fence
+) -> None:
+    """Run until ``stop`` is set (or forever). Works on a real cluster unchanged.
+
+    With leader election the process first waits as a standby (no handler runs, nothing
+    is watched) until it holds the Lease; it renews it while kopf runs, and releases it
+    once kopf has stopped, so a standby takes over within a second on a rollout."""
     loop = asyncio.get_running_loop()
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(options.executor_threads, "kube"))
     kube = Kube(
@@ -273,10 +331,28 @@ async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = No
     )
     hub = Hub(kube, options.nickname or default_nickname())
     ready_flag = asyncio.Event()
-    probes = await serve_probes(options, ready_flag)
+    stop = stop or asyncio.Event()
+    elector = build_elector(options, kube, on_lost)
+    probes = await serve_probes(options, ready_flag, elector)
+    renewing: asyncio.Task[None] | None = None
     try:
+        if elector is not None:
+            metrics.LEADER.set(0)
+            log.info("standby as %s: waiting for %s", elector.identity, elector.description)
+            if not await elector.acquire(stop) or stop.is_set():
+                return  # told to stop while waiting (or at the very moment it won): act not at all
+            renewing = asyncio.create_task(elector.renew(), name="lease renewal")
+        metrics.LEADER.set(1)
+        registry = build_registry(hub)
+
+        @kopf.on.cleanup(registry=registry)
+        def kopf_stopped(**_: Any) -> None:
+            # kopf stops on SIGTERM by its own handler, which leaves the stop flag unset: set it,
+            # or kopf waits 5 s for its own stop-flag waiter before it returns (a slower handover).
+            stop.set()
+
         await kopf.operator(
-            registry=build_registry(hub),
+            registry=registry,
             settings=build_settings(options),
             clusterwide=not options.namespaces,
             namespaces=options.namespaces,
@@ -287,5 +363,13 @@ async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = No
     finally:
         for key in list(hub.links):
             await hub.drop_link(key)
+        metrics.LEADER.set(0)
+        if elector is not None:
+            # Only now that nothing acts any more does the Lease go back.
+            if renewing is not None:
+                renewing.cancel()
+                await asyncio.gather(renewing, return_exceptions=True)
+            await elector.release()
+            elector.close()
         if probes is not None:
             await probes.cleanup()

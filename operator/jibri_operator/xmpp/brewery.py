@@ -178,7 +178,7 @@ class BreweryClient:
                 await self._runner
             self._runner = None
         if attempt is not None:
-            attempt.client.abort()
+            _dispose(attempt.client)
         await self._set_joined(False, "stopped")
         self._jibris.clear()
 
@@ -195,7 +195,7 @@ class BreweryClient:
                 attempt.reason = attempt.reason or "internal error"
             finally:
                 attempt.client.cancel_connection_attempt()
-                attempt.client.abort()
+                _dispose(attempt.client)
             await self._set_joined(False, attempt.reason or "disconnected")
             if self._stopping():
                 return
@@ -438,3 +438,13 @@ class BreweryClient:
         except IqTimeout:
             raise CommandTimeout(f"no answer from {element.get('to')} within {seconds:g}s") from None
         return stanzas.parse_reply(answer.xml)
+
+
+def _dispose(client: slixmpp.ClientXMPP) -> None:
+    """Close a client for good. slixmpp cancels its outgoing-filter task only when the client is
+    garbage-collected: left alone, one lingers per connection attempt, and kopf waits 5 s for such
+    stray tasks when the operator stops (which delays a leader's handover)."""
+    client.abort()
+    filters = getattr(client, "_run_out_filters", None)
+    if filters is not None:
+        filters.cancel()

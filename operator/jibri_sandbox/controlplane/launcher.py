@@ -9,7 +9,8 @@ The API server authorizes with RBAC (and Node), so an identity can do only what
 a binding grants it; it signs service-account tokens (TokenRequest works); the
 controller manager runs the controllers a test of this operator meets on a real
 cluster (garbage collector, namespace lifecycle, disruption budgets, service
-accounts and their tokens, the root CA in every namespace) and nothing that
+accounts and their tokens, the root CA in every namespace, Deployments and
+ReplicaSets for the operator's own pods) and nothing that
 needs a cloud, a scheduler or kube-proxy: the sandbox kubelet schedules and
 runs pods itself.
 
@@ -59,6 +60,8 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
     "clusterrole-aggregation-controller",
+    "deployment-controller",  # the chart's operator Deployment, run by the sandbox kubelet
+    "replicaset-controller",
 )
 
 

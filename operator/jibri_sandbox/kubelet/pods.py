@@ -14,10 +14,11 @@ import json
 import logging
 import re
 import shutil
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import official_image, volumes
+from . import official_image, probes, volumes
 from .api import JSON_PATCH, ApiError, KubeApi
 from .runtime import ContainerProcess, now, python_module
 
@@ -33,6 +34,39 @@ IGNORE_SIGTERM = ANNOTATION_PREFIX + "ignore-sigterm"  # "true" or container nam
 EXIT_AFTER = ANNOTATION_PREFIX + "exit-after"  # seconds: a sleeping container ends on its own
 EXIT_CODE = ANNOTATION_PREFIX + "exit-code"  # with exit-after; default 0
 TERMINAL = ("Succeeded", "Failed")
+
+
+OPERATOR_REPOSITORY = "jibri-operator"  # ghcr.io/jibri-operator/jibri-operator:<tag>
+OPERATOR_ENTRYPOINT = ["jibri-operator", "run"]  # the Dockerfile's ENTRYPOINT
+
+
+def _repository(image: str) -> str:
+    """The image's repository name without registry, path, tag or digest."""
+    last = image.rsplit("@", 1)[0].rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def is_operator(image: str) -> bool:
+    """The operator's own image: its pod runs `jibri-operator run`, in-cluster."""
+    return _repository(image) == OPERATOR_REPOSITORY
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def pre_stop_sleep(container: Obj) -> float:
+    """Seconds a container's preStop hook waits: the `sleep` action, or an exec of `sleep N`.
+    Other hooks are not run (the sandbox cannot run an image's commands)."""
+    hook = ((container.get("lifecycle") or {}).get("preStop")) or {}
+    if "sleep" in hook:
+        return float(hook["sleep"].get("seconds") or 0)
+    text = " ".join(str(part) for part in (hook.get("exec") or {}).get("command") or ())
+    m = re.fullmatch(r"(?:(?:/bin/)?sh -c )?(?:/bin/)?sleep (\d+(?:\.\d+)?)", text.strip())
+    return float(m.group(1)) if m else 0.0
 
 
 def is_jibri(image: str) -> bool:
@@ -88,10 +122,19 @@ class Container:
     process: ContainerProcess | None = None
     container_id: str = ""
     ever_started: bool = False
+    # containerPort -> the loopback port the process really listens on (the sandbox has no
+    # pod network: pods share the host's, so two pods' 8080 would collide)
+    ports: dict[int, int] = field(default_factory=dict)
+    probe_ready: bool = True  # the readiness probe's verdict (True when the container has none)
+    probing: bool = False  # its probes run (only for containers that serve them: the operator)
 
     @property
     def name(self) -> str:
         return str(self.spec["name"])
+
+    @property
+    def ready(self) -> bool:
+        return "running" in self.state and self.probe_ready
 
     def status(self) -> Obj:
         running = "running" in self.state
@@ -99,7 +142,7 @@ class Container:
             "name": self.name,
             "image": self.spec.get("image", ""),
             "imageID": _image_id(self.spec.get("image", "")) if self.ever_started else "",
-            "ready": running,
+            "ready": self.ready,
             "started": running,
             "restartCount": self.restart_count,
             "state": self.state,
@@ -353,9 +396,15 @@ class PodWorker:
             )
             c.ever_started = True
             c.state = {"running": {"startedAt": c.process.started_at}}
+            c.probe_ready = not (c.probing and c.spec.get("readinessProbe"))
             self.kubelet.event(self.pod, "Normal", "Started", f"Started container {c.name}", c.name)
             await self.report()
+            prober = asyncio.create_task(self._probe(c, c.process)) if c.probing else None
             code = await c.process.wait()
+            if prober is not None:
+                prober.cancel()
+                await asyncio.gather(prober, return_exceptions=True)
+            c.probe_ready = not (c.probing and c.spec.get("readinessProbe"))
             if self.stopping():
                 return  # _terminate reports the final state
             terminated = {
@@ -432,6 +481,8 @@ class PodWorker:
             **self.kubelet.extra_env,
         }
         image = c.spec.get("image", "")
+        if is_operator(image):
+            return self._operator_command(c, argv, mounts), {**base, **env}
         if is_jibri(image) and official_image.is_official(image):
             try:  # that image's start-up step decides what its Jibri reads, or exits
                 config = official_image.config_step(self.pod, c.spec, mounts, env, self.dir)
@@ -452,6 +503,72 @@ class PodWorker:
         if exit_after is not None:
             args += ["--exit-after", str(exit_after), "--exit-code", str(exit_code)]
         return python_module("jibri_sandbox.kubelet.sleeper", *args), {**base, **env}
+
+    def _operator_command(self, c: Container, argv: list[str], mounts: volumes.Mounts) -> list[str]:
+        """The operator's image: `jibri-operator run` with the container's args, in-cluster.
+
+        Its volumes are bind-mounted at their paths in a private mount namespace (mountns), so the
+        kubernetes client finds the projected service-account token and CA where a pod has them;
+        KUBERNETES_SERVICE_HOST/PORT (set for every container) name the API server. Its probe port
+        moves to a free loopback port, which the kubelet's probes follow."""
+        command = argv if c.spec.get("command") else [*OPERATOR_ENTRYPOINT, *argv]
+        if command[0].rsplit("/", 1)[-1] != "jibri-operator":
+            raise volumes.ConfigError(
+                "RunContainerError", f'exec: "{command[0]}": executable file not found in $PATH'
+            )
+        metrics_port = 8080
+        for index, part in enumerate(command):
+            if part.startswith("--metrics-port="):
+                metrics_port = int(part.partition("=")[2])
+            elif part == "--metrics-port" and index + 1 < len(command):
+                metrics_port = int(command[index + 1])
+        declared = {int(p["containerPort"]) for p in c.spec.get("ports") or () if p.get("containerPort")}
+        c.ports = {port: _free_port() for port in declared | {metrics_port}}
+        c.probing = True
+        local = ["--metrics-host=127.0.0.1", f"--metrics-port={c.ports[metrics_port]}"]
+        binds = [
+            arg
+            for mount in c.spec.get("volumeMounts") or ()
+            if (host := mounts.resolve(mount["mountPath"])) is not None
+            for arg in ("--bind", f"{host}:{mount['mountPath']}{':ro' if mount.get('readOnly') else ''}")
+        ]
+        operator = python_module("jibri_operator.cli", *command[1:], *local)
+        return python_module("jibri_sandbox.kubelet.mountns", *binds, "--", *operator)
+
+    async def _probe(self, c: Container, process: ContainerProcess) -> None:
+        """Readiness and liveness probes of one running process, as the kubelet runs them."""
+        readiness, liveness = c.spec.get("readinessProbe"), c.spec.get("livenessProbe")
+        tasks = []
+        if readiness:
+            tasks.append(self._probe_loop(c, process, readiness, "Readiness"))
+        if liveness:
+            tasks.append(self._probe_loop(c, process, liveness, "Liveness"))
+        await asyncio.gather(*tasks)
+
+    async def _probe_loop(self, c: Container, process: ContainerProcess, spec: Obj, kind: str) -> None:
+        check = probes.Probe.from_spec(spec, c.spec, c.ports)
+        await asyncio.sleep(check.initial_delay)
+        successes = failures = 0
+        told = ""
+        while process.running and not self.stopping():
+            ok, detail = await check.run()
+            successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
+            if not ok and detail != told:  # the real kubelet repeats each failure (aggregated): new ones only
+                self.kubelet.event(self.pod, "Warning", "Unhealthy", f"{kind} probe failed: {detail}", c.name)
+            told = "" if ok else detail
+            if kind == "Readiness":
+                if ok and successes >= check.success_threshold and not c.probe_ready:
+                    c.probe_ready = True
+                    await self.report()
+                elif not ok and failures >= check.failure_threshold and c.probe_ready:
+                    c.probe_ready = False
+                    await self.report()
+            elif not ok and failures >= check.failure_threshold:
+                message = f"Container {c.name} failed liveness probe, will be restarted"
+                self.kubelet.event(self.pod, "Normal", "Killing", message, c.name)
+                await process.stop(self._grace())
+                return
+            await asyncio.sleep(check.period)
 
     # --- deletion ----------------------------------------------------------------------------------
 
@@ -489,9 +606,12 @@ class PodWorker:
     async def _stop_container(self, c: Container, grace: float) -> None:
         assert c.process is not None
         process = c.process
-        process.terminate()
         started = asyncio.get_running_loop().time()
         waiter = asyncio.ensure_future(process.wait())
+        pause = pre_stop_sleep(c.spec)
+        if pause:  # the preStop hook runs first, within the grace period, then SIGTERM
+            await asyncio.wait({waiter}, timeout=min(pause, grace))
+        process.terminate()
         while not waiter.done():
             # a second delete may shorten the grace period; honour the shorter one
             deadline = started + min(grace, self._grace())
@@ -572,7 +692,7 @@ class PodWorker:
     def status(self) -> Obj:
         self.phase = self._phase()
         terminal = self.phase in TERMINAL
-        unready = [c.name for c in self.containers if "running" not in c.state]
+        unready = [c.name for c in self.containers if not c.ready]
         reason = "PodCompleted" if terminal else "ContainersNotReady"
         message = "" if terminal else f"containers with unready status: [{' '.join(unready)}]"
         conditions = [
