@@ -8,13 +8,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from operator_fixture import Cluster, Environment, OperatorProcess, eventually, make_environment
+from operator_fixture import (
+    Cluster,
+    Environment,
+    OperatorProcess,
+    both_planes,
+    eventually,
+    make_environment,
+)
 from sim import jibri_factory
 from xmpp_helpers import TestClient
 
 from jibri_sandbox.prosody import Prosody
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, both_planes]
 
 
 def condition(env: Environment, type_: str) -> dict[str, Any]:
@@ -92,7 +99,7 @@ async def test_missing_secret_is_named(
 
 
 async def test_spec_change_reconnects_and_delete_leaves(
-    env: Environment, xmpp_account: Callable[..., tuple[str, str]]
+    env: Environment, operator: OperatorProcess, xmpp_account: Callable[..., tuple[str, str]]
 ) -> None:
     moved = f"moved-{env.brewery}"
     jid, password = xmpp_account("observer")
@@ -109,7 +116,7 @@ async def test_spec_change_reconnects_and_delete_leaves(
                 return bool(status.get("connected")) and status.get("jibris", {}).get("idle") == 1
 
             await eventually(sees_new_room, 20, "the operator in the new brewery")
-            operator_occupant = f"{moved}/jibri-operator-test"
+            operator_occupant = f"{moved}/{operator.nickname}"
             assert any(p.get("from") == operator_occupant for p in observer.presences)
 
             await asyncio.to_thread(env.cluster.delete, "xmppenvironments", env.namespace, "meet")
