@@ -51,3 +51,9 @@ WAITING_SESSIONS: Final = Gauge(
     ["namespace", "environment"],
     registry=REGISTRY,
 )
+API_FORBIDDEN: Final = Counter(
+    "jibri_operator_api_forbidden_total",
+    "The operator's own API calls the server refused (HTTP 403: its role lacks the verb), by verb and resource",
+    ["verb", "resource"],
+    registry=REGISTRY,
+)

@@ -10,6 +10,11 @@ pod it claims that Jibri in the registry, so no session of this operator can
 pick it in the meantime. It wakes on every presence change in the pool's
 environments and on every event of its pods, so it scales up the moment idle
 headroom runs out.
+
+A call RBAC refuses (reading an environment or a Secret, writing the jibri.conf
+Secret, listing, creating or deleting pods, writing status) ends the pass: it is
+logged, posted as an Event and shown as Ready False, reason Forbidden, naming the
+verb and resource, and the next pass waits longer each time (refusals.py).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from jibri_operator.api.constants import API_VERSION, KIND_POOL, PLURAL_ENVIRONM
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.types import BreweryKind, BusyStatus, Health, RecordingMode
 from jibri_operator.controllers.hub import EnvKey, Hub, env_label
+from jibri_operator.controllers.refusals import REASON as FORBIDDEN
+from jibri_operator.controllers.refusals import Refusals
 from jibri_operator.fleet.policy import Decision, PodState, PodView, PoolSpec, decide
 from jibri_operator.jibriconf.delivery import (
     CONF_KEY,
@@ -36,7 +43,7 @@ from jibri_operator.jibriconf.delivery import (
     jibri_pod_spec,
 )
 from jibri_operator.jibriconf.render import JibriEnvironment, Login, Muc, SecretKeyRef, render_jibri_conf
-from jibri_operator.kube.client import Kube, SecretMissing
+from jibri_operator.kube.client import Forbidden, Kube, SecretMissing
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +198,7 @@ class PoolRunner:
         self._rendered: Any = None  # the generation whose jibri.conf is in the Secret
         self._environments: list[JibriEnvironment] = []  # as last rendered: what new pods get
         self._rendered_at = float("-inf")
+        self.refusals = Refusals(body, logger, hub.clock)
 
     @property
     def env_keys(self) -> list[EnvKey]:
@@ -205,7 +213,12 @@ class PoolRunner:
                         unwatch()
                     watched = self.env_keys
                     self._unwatch = [self.hub.watch(key, self.poked.set) for key in watched]
-                timeout = await self.reconcile()
+                try:
+                    timeout = await self.reconcile()
+                except Forbidden as error:
+                    timeout = await self._refused(error)
+                else:
+                    self.refusals.cleared()
                 waiters = [asyncio.create_task(self.poked.wait()), asyncio.ensure_future(stopped.wait())]
                 await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
@@ -367,6 +380,25 @@ class PoolRunner:
                 return False
             claimed.append((env_label(key), observation.occupant))
         return True
+
+    async def _refused(self, error: Forbidden) -> float:
+        """Say what RBAC refused (log, Event, and the Ready condition unless the status write
+        is what was refused); return how long to wait before the next pass."""
+        delay = self.refusals.refused(error)
+        if error.resource != f"{PLURAL_POOL}/status":
+            generation = self.body.metadata.get("generation")
+            conditions = set_condition(self.conditions, "Ready", "False", FORBIDDEN, str(error), generation)
+            if conditions != self.conditions:
+                try:
+                    await self.hub.kube.patch_status(
+                        PLURAL_POOL, self.namespace, self.name, {"conditions": conditions}
+                    )
+                except Forbidden as again:
+                    self.refusals.refused(again)
+                else:
+                    self.conditions = conditions
+                    self._last_status = None  # the next full status is written whatever it holds
+        return delay
 
     async def _report_problem(self, message: str) -> None:
         if message != self._problem:

@@ -3,6 +3,10 @@
 The official client is synchronous; its calls run in the default executor so
 the event loop (and with it XMPP and kopf) never waits on the network. Only
 the few calls the controllers need are here, each named for what it does.
+
+A call that RBAC refuses (HTTP 403) raises :class:`Forbidden`, which names the
+verb and the resource the operator's role lacks, so a controller can say so on
+the object concerned instead of failing blind.
 """
 
 from __future__ import annotations
@@ -24,6 +28,60 @@ _T = TypeVar("_T")
 
 class SecretMissing(LookupError):
     """A referenced Secret or key does not exist. The message names them, never a value."""
+
+
+class Forbidden(PermissionError):
+    """The API server refused a call of the operator's (HTTP 403): its role lacks ``verb`` on
+    ``resource`` (``plural`` or ``plural/subresource``, in API group ``group``). The message
+    names them and where, never a value; ``reason`` is the server's own word, kept short."""
+
+    def __init__(
+        self,
+        verb: str,
+        resource: str,
+        group: str = "",
+        namespace: str | None = None,
+        name: str = "",
+        reason: str = "",
+    ) -> None:
+        self.verb, self.resource, self.group = verb, resource, group
+        self.namespace, self.name, self.reason = namespace, name, reason
+        super().__init__(self.describe())
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What was refused, whatever the object: one report per key is enough."""
+        return (self.verb, self.group, self.resource)
+
+    @property
+    def qualified_resource(self) -> str:
+        """``recordingsessions.jibri.dev/status``, ``secrets``: as RBAC rules and kubectl name it."""
+        plural, _, sub = self.resource.partition("/")
+        qualified = f"{plural}.{self.group}" if self.group else plural
+        return f"{qualified}/{sub}" if sub else qualified
+
+    def describe(self) -> str:
+        where = f" in namespace {self.namespace}" if self.namespace else ""
+        target = f" ({self.name})" if self.name else ""
+        return (
+            f"RBAC forbids {self.verb} {self.qualified_resource}{where}{target}: the operator's role must"
+            f' grant verb "{self.verb}" on resource "{self.resource}" in API group "{self.group}"'
+            " (manifests/rbac.yaml, or the Helm chart's RBAC)"
+        )
+
+
+def forbidden_or(
+    error: ApiException,
+    verb: str,
+    resource: str,
+    group: str = "",
+    namespace: str | None = None,
+    name: str = "",
+) -> ApiException | Forbidden:
+    """``error`` as :class:`Forbidden` if it is a 403, else ``error`` itself, to be raised."""
+    if error.status != 403:
+        return error
+    return Forbidden(verb, resource, group, namespace, name, reason=str(error.reason or "Forbidden"))
 
 
 def load_config(kubeconfig: str | None = None, connections: int = 32) -> kubernetes.client.ApiClient:
@@ -65,6 +123,23 @@ class Kube:
     async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
 
+    async def _as(
+        self,
+        verb: str,
+        resource: str,
+        group: str,
+        namespace: str | None,
+        name: str,
+        function: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """``_call``, with a 403 raised as :class:`Forbidden` naming ``verb`` on ``resource``."""
+        try:
+            return await self._call(function, *args, **kwargs)
+        except ApiException as error:
+            raise forbidden_or(error, verb, resource, group, namespace, name) from None
+
     async def read_secret(self, namespace: str, name: str, key: str) -> Secret:
         """One key of a Secret, wrapped so it cannot be printed."""
         values = await self.read_secret_keys(namespace, name, [key])
@@ -72,7 +147,9 @@ class Kube:
 
     async def read_secret_keys(self, namespace: str, name: str, keys: list[str]) -> dict[str, Secret]:
         try:
-            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+            secret = await self._as(
+                "get", "secrets", "", namespace, name, self.core.read_namespaced_secret, name, namespace
+            )
         except ApiException as error:
             if error.status == 404:
                 raise SecretMissing(f"Secret {namespace}/{name} not found") from None
@@ -89,9 +166,10 @@ class Kube:
 
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = await self._call(
-                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-            )
+            result: dict[str, Any] = await self._as(
+                "get", plural, GROUP, namespace, name,
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name,
+            )  # fmt: skip
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -101,7 +179,7 @@ class Kube:
     async def namespace_labels(self, name: str) -> dict[str, str] | None:
         """A namespace's labels; None when it does not exist."""
         try:
-            namespace = await self._call(self.core.read_namespace, name)
+            namespace = await self._as("get", "namespaces", "", None, name, self.core.read_namespace, name)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -111,7 +189,12 @@ class Kube:
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> bool:
         """Merge ``status`` into the object's status subresource. False when the object is gone."""
         try:
-            await self._call(
+            await self._as(
+                "patch",
+                f"{plural}/status",
+                GROUP,
+                namespace,
+                name,
                 self.custom.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -129,19 +212,40 @@ class Kube:
     # -- pods and the pool's Secret -------------------------------------------------------------
 
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        result = await self._call(self.core.list_namespaced_pod, namespace, label_selector=selector)
+        result = await self._as(
+            "list",
+            "pods",
+            "",
+            namespace,
+            "",
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+        )
         pods: list[dict[str, Any]] = self.api_client.sanitize_for_serialization(result)["items"]
         return pods
 
     async def create_pod(self, namespace: str, body: dict[str, Any]) -> str:
-        created = await self._call(self.core.create_namespaced_pod, namespace, body)
+        created = await self._as(
+            "create", "pods", "", namespace, "", self.core.create_namespaced_pod, namespace, body
+        )
         return str(created.metadata.name)
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete exactly this pod (a uid precondition), letting it terminate gracefully."""
         body = {"preconditions": {"uid": uid}}
         try:
-            await self._call(self.core.delete_namespaced_pod, name, namespace, body=body)
+            await self._as(
+                "delete",
+                "pods",
+                "",
+                namespace,
+                name,
+                self.core.delete_namespaced_pod,
+                name,
+                namespace,
+                body=body,
+            )
         except ApiException as error:
             if error.status not in (404, 409):
                 raise
@@ -157,13 +261,20 @@ class Kube:
             "data": encoded,
         }
         try:
-            current = await self._call(self.core.read_namespaced_secret, name, namespace)
+            current = await self._as(
+                "get", "secrets", "", namespace, name, self.core.read_namespaced_secret, name, namespace
+            )
         except ApiException as error:
             if error.status != 404:
                 raise
-            await self._call(self.core.create_namespaced_secret, namespace, body)
+            await self._as(
+                "create", "secrets", "", namespace, name, self.core.create_namespaced_secret, namespace, body
+            )
             return True
         if (current.data or {}) == encoded:
             return False
-        await self._call(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
+        await self._as(
+            "patch", "secrets", "", namespace, name,
+            self.core.patch_namespaced_secret, name, namespace, {"data": encoded},
+        )  # fmt: skip
         return True
