@@ -13,6 +13,12 @@ accounts and their tokens, the root CA in every namespace) and nothing that
 needs a cloud, a scheduler or kube-proxy: the sandbox kubelet schedules and
 runs pods itself.
 
+Every request a service account of namespace `jibri-operator` makes (the
+operator, as manifests/ installs it) is written to DIR/kube-apiserver-audit.log
+(audit.k8s.io/v1 Events, one JSON line each, at Metadata level: who, verb,
+resource, response code, never a body), so a test can count what the operator
+asked and what it was refused; `audit_events()` reads it.
+
 Every run starts from an empty DIR/controlplane (new CA, new etcd), as the
 emulated server starts from an empty store. DIR/kubeconfig is written last,
 once pods can be created (the `default` service account and the root CA
@@ -35,6 +41,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from jibri_sandbox.apiserver import kubeconfig as kubeconfig_file
 from jibri_sandbox.children import stop_group, term_with_parent
@@ -47,6 +54,7 @@ log = logging.getLogger(__name__)
 SERVICE_CIDR = "10.0.0.0/24"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMIN_USER = "jibri-sandbox-admin"
+AUDITED_GROUP = "system:serviceaccounts:jibri-operator"  # every ServiceAccount of the operator's namespace
 OPERATOR_USER = "jibri-operator"
 KCM_USER = "system:kube-controller-manager"  # bootstrap RBAC grants this user its role
 # Controllers a real cluster runs that this operator meets; nothing that needs a cloud or a scheduler.
@@ -92,6 +100,7 @@ class ControlPlane:
         self.kubeconfig = self.directory / "kubeconfig"
         self.operator_kubeconfig = self.directory / "operator.kubeconfig"
         self.log = self.directory / "kube-apiserver.log"
+        self.audit_log = self.directory / "kube-apiserver-audit.log"
         self.state = self.directory / "controlplane"
         self.url = ""
         self.etcd_url = ""
@@ -127,6 +136,7 @@ class ControlPlane:
         binaries = self.binaries or Binaries.find()
         self.kubeconfig.unlink(missing_ok=True)
         self.operator_kubeconfig.unlink(missing_ok=True)
+        self.audit_log.unlink(missing_ok=True)
         if self.state.exists():
             shutil.rmtree(self.state)
         self.state.mkdir(parents=True)
@@ -199,6 +209,20 @@ class ControlPlane:
         )
         self._wait("etcd", lambda: _status(f"{self.etcd_url}/health") == 200, "/health")
 
+    def _audit_policy(self) -> Path:
+        policy = self.state / "audit-policy.json"
+        policy.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [{"level": "Metadata", "userGroups": [AUDITED_GROUP]}, {"level": "None"}],
+                }
+            )
+        )
+        return policy
+
     def _start_apiserver(self, binaries: Binaries, pki: pki_module.Pki) -> None:
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
@@ -223,6 +247,8 @@ class ControlPlane:
                 # No pod reaches the API through the `kubernetes` Service here, and Endpoints
                 # may not hold a loopback address: don't reconcile them.
                 "--endpoint-reconciler-type=none",
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
                 "--profiling=false",
                 f"--cert-dir={self.state / 'apiserver'}",
             ],
@@ -309,6 +335,20 @@ class ControlPlane:
         path = path or self.directory / f"{namespace}.{name}.kubeconfig"
         kubeconfig_file.write(path, self.url, (self.state / "pki" / "ca.crt").read_bytes(), token, namespace)
         return path
+
+    def audit_events(self, user: str | None = None) -> list[dict[str, Any]]:
+        """The audit log's events (see the module docstring), of one user if given."""
+        if not self.audit_log.exists():
+            return []
+        events = []
+        for line in self.audit_log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if user is None or event.get("user", {}).get("username") == user:
+                events.append(event)
+        return events
 
     # --- state and stop ---------------------------------------------------------------------------------
 
