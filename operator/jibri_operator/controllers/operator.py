@@ -263,9 +263,18 @@ async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = No
     hub = Hub(kube, options.nickname or default_nickname())
     ready_flag = asyncio.Event()
     probes = await serve_probes(options, ready_flag)
+    stop = stop or asyncio.Event()
+    registry = build_registry(hub)
+
+    # kopf answers SIGTERM itself, and then still waits for its task watching `stop`, for up to
+    # 5 s before cancelling it: once it is cleaning up, `stop` has nothing left to stop.
+    @kopf.on.cleanup(registry=registry)
+    def release_stop_flag(**_: Any) -> None:
+        stop.set()
+
     try:
         await kopf.operator(
-            registry=build_registry(hub),
+            registry=registry,
             settings=build_settings(options),
             clusterwide=not options.namespaces,
             namespaces=options.namespaces,
