@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import builtins, discovery, errors, kubeconfig, openapi, protobuf, tables, tls
+from . import builtins, discovery, errors, kubeconfig, openapi, openapiv2, protobuf, tables, tls
 from .gc import Collector
 from .kinds import Registry, ResourceType
 from .rest import APPLY, Api, Result
@@ -119,7 +119,11 @@ class Handler:
         if path == "/version":
             return respond(discovery.VERSION)
         if path == "/":
-            return respond({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version", "/healthz"]})
+            return respond(
+                {"paths": ["/api", "/api/v1", "/apis", "/openapi/v2", "/openapi/v3", "/version", "/healthz"]}
+            )
+        if parts == ["openapi", "v2"]:
+            return self._openapi_v2(request)
         if parts[0] == "openapi":
             return self._openapi(parts)
         if parts[0] == "api" and len(parts) <= 2:
@@ -194,6 +198,13 @@ class Handler:
             doc = openapi.gv_document(self.registry, parts[3], parts[4])
         if doc is None:
             raise errors.path_not_found()
+        return respond(doc)
+
+    def _openapi_v2(self, request: web.Request) -> web.Response:
+        """/openapi/v2: gnostic protobuf for kubectl (it asks for nothing else), JSON otherwise."""
+        doc = openapiv2.document(self.registry)
+        if openapiv2.PROTOBUF in request.headers.get("Accept", ""):
+            return web.Response(body=openapiv2.to_protobuf(doc), content_type=openapiv2.PROTOBUF_RESPONSE)
         return respond(doc)
 
     # --- resources --------------------------------------------------------------------------------
