@@ -4,6 +4,7 @@ while, and retried with a growing delay, never in a tight loop."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -34,6 +35,28 @@ def test_a_403_names_verb_resource_group_and_place() -> None:
     core = forbidden_or(api_error(403), "get", "secrets", "", "team-a", "login")
     assert str(core).startswith("RBAC forbids get secrets in namespace team-a (login):")
     assert 'in API group ""' in str(core)
+
+
+def test_an_admission_refusal_is_told_in_the_servers_words() -> None:
+    """A 403 not from RBAC (here the OwnerReferencesPermissionEnforcement admission plugin) must
+    not be blamed on the verb the role does grant."""
+    said = (
+        'secrets "recorders-jibri-conf" is forbidden: cannot set blockOwnerDeletion if an ownerReference'
+        " refers to a resource you can't set finalizers on: , <nil>"
+    )
+    error = ApiException(status=403, reason="Forbidden")
+    error.body = json.dumps({"kind": "Status", "message": said, "code": 403})
+    refused = forbidden_or(error, "create", "secrets", "", "pool-a", "recorders-jibri-conf")
+    assert isinstance(refused, Forbidden) and not refused.by_rbac
+    assert (
+        str(refused)
+        == f"the API server forbids create secrets in namespace pool-a (recorders-jibri-conf): {said}"
+    )
+    rbac = ApiException(status=403, reason="Forbidden")
+    rbac.body = json.dumps(
+        {"message": 'secrets "x" is forbidden: User "u" cannot get resource "secrets" in ...'}
+    )
+    assert str(forbidden_or(rbac, "get", "secrets", "", "ns", "x")).startswith("RBAC forbids get secrets")
 
 
 def test_other_errors_pass_through() -> None:

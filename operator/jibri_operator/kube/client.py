@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 from functools import partial
 from typing import Any, TypeVar
@@ -31,9 +32,10 @@ class SecretMissing(LookupError):
 
 
 class Forbidden(PermissionError):
-    """The API server refused a call of the operator's (HTTP 403): its role lacks ``verb`` on
-    ``resource`` (``plural`` or ``plural/subresource``, in API group ``group``). The message
-    names them and where, never a value; ``reason`` is the server's own word, kept short."""
+    """The API server refused a call of the operator's (HTTP 403) to ``verb`` ``resource``
+    (``plural`` or ``plural/subresource``, in API group ``group``): RBAC (its role lacks the
+    verb), or an admission plugin (``reason`` is then the server's own message, which names
+    resources and rules, never an object's data). The message names them and where."""
 
     def __init__(
         self,
@@ -47,6 +49,11 @@ class Forbidden(PermissionError):
         self.verb, self.resource, self.group = verb, resource, group
         self.namespace, self.name, self.reason = namespace, name, reason
         super().__init__(self.describe())
+
+    @property
+    def by_rbac(self) -> bool:
+        """RBAC's own refusal ('... cannot patch resource "x" ...'), or no word from the server."""
+        return not self.reason or f'cannot {self.verb} resource "' in self.reason
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -63,6 +70,10 @@ class Forbidden(PermissionError):
     def describe(self) -> str:
         where = f" in namespace {self.namespace}" if self.namespace else ""
         target = f" ({self.name})" if self.name else ""
+        if not self.by_rbac:
+            return (
+                f"the API server forbids {self.verb} {self.qualified_resource}{where}{target}: {self.reason}"
+            )
         return (
             f"RBAC forbids {self.verb} {self.qualified_resource}{where}{target}: the operator's role must"
             f' grant verb "{self.verb}" on resource "{self.resource}" in API group "{self.group}"'
@@ -81,7 +92,11 @@ def forbidden_or(
     """``error`` as :class:`Forbidden` if it is a 403, else ``error`` itself, to be raised."""
     if error.status != 403:
         return error
-    return Forbidden(verb, resource, group, namespace, name, reason=str(error.reason or "Forbidden"))
+    try:
+        said = str(json.loads(error.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        said = ""
+    return Forbidden(verb, resource, group, namespace, name, reason=said)
 
 
 def load_config(kubeconfig: str | None = None, connections: int = 32) -> kubernetes.client.ApiClient:

@@ -239,7 +239,9 @@ class ControlPlane:
                 f"--client-ca-file={pki.ca_cert}",
                 f"--token-auth-file={pki.token_file}",
                 "--authorization-mode=Node,RBAC",
-                "--enable-admission-plugins=NodeRestriction",  # on top of the default set
+                # On top of the default set. OwnerReferencesPermissionEnforcement is what OpenShift and
+                # hardened clusters run: blockOwnerDeletion on an owner needs `update` on its finalizers.
+                "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement",
                 f"--service-account-issuer={ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
