@@ -179,6 +179,11 @@ class BreweryClient:
             self._runner = None
         if attempt is not None:
             attempt.client.abort()
+            # slixmpp cancels its outgoing-filter task only when the client is garbage-collected;
+            # left running, it holds up whoever waits for the loop's tasks (kopf, 5 s at exit).
+            filters = getattr(attempt.client, "_run_out_filters", None)
+            if filters is not None:
+                filters.cancel()
         await self._set_joined(False, "stopped")
         self._jibris.clear()
 
