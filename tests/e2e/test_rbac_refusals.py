@@ -304,3 +304,67 @@ async def test_a_secret_the_operator_may_not_read_is_named_in_the_environment_co
         await eventually(lambda: connected().get("status") == "True", 40, "the environment to connect")
     except (AssertionError, TimeoutError) as error:
         raise AssertionError(f"{error}\noperator log:\n{operator.tail(60)}") from error
+
+
+async def test_an_admission_refusal_is_said_on_the_pool_in_the_servers_words(
+    narrowed: Callable[..., tuple[Identity, OperatorProcess]],
+    environment_for: Callable[[str], Any],
+    real_control_plane: ControlPlane,
+    real_cluster: Cluster,
+) -> None:
+    """Without update on jibripools/finalizers, OwnerReferencesPermissionEnforcement refuses the
+    pool's Secret and pods (they set blockOwnerDeletion): the pool says so, in the server's words."""
+    identity, operator = narrowed("rbac-pool", "update", "jibri.dev", "jibripools/finalizers")
+    env: Environment = await environment_for("rbac-pool")
+    for name in ("jibri-login", "recorder-login"):
+        await asyncio.to_thread(
+            real_cluster.create_secret, env.namespace, name, {"username": "u", "password": "p"}
+        )
+    jibri = {
+        "controlLoginSecretRef": {"name": "jibri-login"},
+        "callLoginSecretRef": {"name": "recorder-login"},
+    }
+    await asyncio.to_thread(
+        real_cluster.patch, "xmppenvironments", env.namespace, "meet", {"spec": {"jibri": jibri}}
+    )
+    template = {"spec": {"containers": [{"name": "jibri", "image": "jitsi/jibri:stable"}]}}
+    pool = {
+        "kind": "JibriPool",
+        "metadata": {"name": "recorders"},
+        "spec": {"environments": ["meet"], "template": template},
+    }
+    await asyncio.to_thread(real_cluster.create, "jibripools", env.namespace, pool)
+
+    def ready() -> dict[str, Any]:
+        status = (real_cluster.get("jibripools", env.namespace, "recorders") or {}).get("status") or {}
+        return get_condition(status.get("conditions"), "Ready") or {}
+
+    try:
+        await eventually(lambda: ready().get("reason") == "Forbidden", 30, "Ready False, reason Forbidden")
+        message = ready()["message"]
+        assert message.startswith(f"the API server forbids create secrets in namespace {env.namespace}"), (
+            message
+        )
+        assert "cannot set blockOwnerDeletion" in message, "the server's own words, not a guess at RBAC"
+        (event,) = await eventually(
+            lambda: forbidden_events(real_cluster, env.namespace, "JibriPool"), 10, "a Forbidden Event"
+        )
+        assert event == message
+        times = await eventually(
+            lambda: (t := refusals(real_control_plane, identity, "create", "secrets")) and len(t) >= 3 and t,
+            30,
+            "three refused creates",
+        )
+        assert_backs_off(times)
+        assert operator.process is not None and operator.process.poll() is None
+
+        identity.grant(shipped_role()["rules"])
+        await eventually(
+            lambda: (
+                (real_cluster.get("jibripools", env.namespace, "recorders") or {}).get("status") or {}
+            ).get("replicas"),
+            40,
+            "the pool's first pod",
+        )
+    except (AssertionError, TimeoutError) as error:
+        raise AssertionError(f"{error}\noperator log:\n{operator.tail(60)}") from error

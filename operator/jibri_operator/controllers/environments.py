@@ -81,11 +81,12 @@ class EnvironmentRunner:
             self._clear_metrics()
 
     async def _wait(self, stopped: kopf.DaemonStopped) -> None:
-        waiters = [
-            asyncio.create_task(self.link.status_dirty.wait()),
+        waiters: list[asyncio.Future[Any]] = [
             asyncio.create_task(self.poked.wait()),
             asyncio.ensure_future(stopped.wait()),
         ]
+        if not self.refusals.active:  # while refused, presence changes do not hasten the retry
+            waiters.append(asyncio.create_task(self.link.status_dirty.wait()))
         client = self.link.client
         # While something is wrong, look again soon: a fixed Secret should take effect in seconds.
         # What RBAC refuses is retried less and less often, so as not to hammer the API server.

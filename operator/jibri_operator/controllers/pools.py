@@ -219,7 +219,9 @@ class PoolRunner:
                     timeout = await self._refused(error)
                 else:
                     self.refusals.cleared()
-                waiters = [asyncio.create_task(self.poked.wait()), asyncio.ensure_future(stopped.wait())]
+                waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stopped.wait())]
+                if not self.refusals.active:  # while refused, pod and presence events do not hasten the retry
+                    waiters.append(asyncio.create_task(self.poked.wait()))
                 await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
                     waiter.cancel()

@@ -261,7 +261,18 @@ class SessionRunner:
                     await self._write_status()
                 except Forbidden as again:
                     self.refusals.refused(again)
-        await self._next_event(delay)
+        # The whole delay, however busy its Jibri is: what arrives meanwhile is kept for the flow,
+        # except a deletion, which is acted on at once (a recording must stop, status or not).
+        deadline = self.hub.clock() + delay
+        held = []
+        while not self.deleting and (remaining := deadline - self.hub.clock()) > 0:
+            event = await self._next_event(remaining)
+            if event is None:
+                break
+            if not isinstance(event, Stopped):
+                held.append(event)
+        for event in held:
+            self.post(event)
 
     async def _watch_stopped(self, stopped: kopf.DaemonStopped) -> None:
         await stopped.wait()
