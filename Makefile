@@ -103,7 +103,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: setup control-plane lint
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=25
 
 unit: $(STAMP) lua
 	$(BIN)/pytest tests/unit

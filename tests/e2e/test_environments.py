@@ -21,7 +21,7 @@ from xmpp_helpers import TestClient
 
 from jibri_sandbox.prosody import Prosody
 
-pytestmark = [pytest.mark.e2e, both_planes]
+pytestmark = pytest.mark.e2e
 
 
 def condition(env: Environment, type_: str) -> dict[str, Any]:
@@ -37,6 +37,7 @@ def event_reasons(env: Environment) -> set[str]:
     }
 
 
+@both_planes
 async def test_status_counts_jibris_by_state(
     env: Environment, xmpp_account: Callable[..., tuple[str, str]]
 ) -> None:
@@ -81,6 +82,7 @@ async def test_bad_login_is_reported_and_a_fixed_secret_reconnects(
     await eventually(lambda: condition(env, "Connected").get("status") == "True", 30, "reconnection")
 
 
+@both_planes
 async def test_missing_secret_is_named(
     operator: OperatorProcess,
     cluster: Cluster,
@@ -98,6 +100,7 @@ async def test_missing_secret_is_named(
     assert "xmpp-ca" in condition(env, "Connected")["message"]
 
 
+@both_planes
 async def test_spec_change_reconnects_and_delete_leaves(
     env: Environment, operator: OperatorProcess, xmpp_account: Callable[..., tuple[str, str]]
 ) -> None:

@@ -181,7 +181,6 @@ async def test_pool_scales_up_on_demand_and_down_only_idle_pods(world: World) ->
         ) from error
 
 
-@both_planes
 async def test_single_use_pods_are_replaced_after_their_recording(world: World) -> None:
     env = world.env
     pool = pool_body(replicas={"min": 1, "max": 2}, singleUse=True)
@@ -202,7 +201,6 @@ async def test_single_use_pods_are_replaced_after_their_recording(world: World) 
         ) from error
 
 
-@both_planes
 async def test_a_failed_pod_is_replaced(world: World) -> None:
     env = world.env
     pool = pool_body(replicas={"min": 1, "max": 2})

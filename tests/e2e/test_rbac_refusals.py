@@ -42,9 +42,9 @@ from jibri_sandbox.controlplane import ControlPlane
 from jibri_sandbox.prosody import Prosody
 
 pytestmark = pytest.mark.e2e
-# Retries wait 2, 4, 8... s (refusals.py). A daemon restarted by kopf every second, or a tight
+# Retries wait 1, 2, 4... s (refusals.py). A daemon restarted by kopf every second, or a tight
 # loop, would show gaps of a second or less, and no growth.
-FIRST_GAP = 1.5
+FIRST_GAP = 0.8
 
 
 def shipped_role() -> dict[str, Any]:

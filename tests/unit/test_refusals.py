@@ -118,10 +118,11 @@ def test_reported_once_in_a_while_and_retried_with_a_growing_delay(
     counted = metrics.API_FORBIDDEN.labels("get", "secrets")
     before = counted._value.get()
     with caplog.at_level(logging.WARNING, "test.refusals"):
-        delays = [refusals.refused(error) for _ in range(8)]
-    assert delays == [RETRY_FIRST * 2**i for i in range(5)] + [RETRY_MAX] * 3
-    assert counted._value.get() - before == 8
-    assert events == [("Forbidden", str(error))], "one Event for eight refusals"
+        delays = [refusals.refused(error) for _ in range(9)]
+    assert delays == [min(RETRY_MAX, RETRY_FIRST * 2**i) for i in range(9)]
+    assert delays[-1] == RETRY_MAX and delays[0] < delays[1] < delays[2]
+    assert counted._value.get() - before == 9
+    assert events == [("Forbidden", str(error))], "one Event for nine refusals"
     assert [r.getMessage() for r in caplog.records] == [f"Forbidden: {error}"]
     other = Forbidden("create", "pods", "", "ns")
     refusals.refused(other, event=False)  # another verb: its own report (the caller posts the Event)

@@ -9,7 +9,7 @@ server and the logs. Each runner keeps one :class:`Refusals`:
   resource) is said again only after ``REPORT_EVERY``, however often it recurs;
 - the controller shows it in the object's conditions too, where its status can still
   be written;
-- retries wait ``RETRY_FIRST``, doubling up to ``RETRY_MAX``, so a refused call costs
+- retries wait ``RETRY_FIRST`` (1 s), doubling up to ``RETRY_MAX`` (a minute), so a refused call costs
   the API server at most one request a minute per object once the back-off is grown;
 - the first success after a refusal is logged, and the back-off starts over.
 
@@ -29,7 +29,7 @@ from jibri_operator import metrics
 from jibri_operator.kube.client import Forbidden
 
 REASON: Final = "Forbidden"
-RETRY_FIRST: Final = 2.0
+RETRY_FIRST: Final = 1.0
 RETRY_MAX: Final = 60.0
 REPORT_EVERY: Final = 600.0
 
