@@ -6,7 +6,8 @@ code), the body or output, and the warnings. `compare(a, b)` lists the steps who
 differ. test_differential.py runs it against jibri_sandbox.apiserver and kube-apiserver.
 
 Normalised away: uids, timestamps, resourceVersions (and the numbers in messages quoting them),
-managedFields, generated name suffixes, `kubectl get` ages, Audit-Id and other headers. Each
+managedFields, generated name suffixes, `kubectl get` ages, Audit-Id and other headers, and the
+order of a 422's causes (kube-apiserver's is Go's random map order). Each
 step's `view` may narrow a body to what the step is about (a pod's containers, not every field
 kube-apiserver defaults in a pod), and says so in its name.
 """
@@ -124,7 +125,26 @@ RV_IN_TEXT = re.compile(r'("?resourceVersion"?[=:] ?"?)\d+')
 TIME_KEYS = {"creationTimestamp", "deletionTimestamp", "lastTransitionTime", "time", "eventTime"}
 
 
+def _sorted_causes(status: dict[str, Any]) -> dict[str, Any]:
+    """A 422's causes (and the message listing them) in one order: kube-apiserver's OpenAPI
+    validator walks a schema's properties in Go's random map order."""
+    causes = (status.get("details") or {}).get("causes") or []
+    message = status.get("message") or ""
+    if len(causes) < 2 or " is invalid: [" not in message:
+        return status
+    ordered = sorted(causes, key=lambda c: (c.get("field", ""), c.get("message", "")))
+    head = message.split(" is invalid: [", 1)[0]
+    listed = ", ".join(f"{c.get('field', '')}: {c.get('message', '')}" for c in ordered)
+    return {
+        **status,
+        "message": f"{head} is invalid: [{listed}]",
+        "details": {**status["details"], "causes": ordered},
+    }
+
+
 def normalise(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict) and value.get("kind") == "Status":
+        value = _sorted_causes(value)
     if isinstance(value, dict):
         out = {}
         for name, sub in value.items():
