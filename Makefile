@@ -34,7 +34,7 @@ export JIBRI_SANDBOX_K8S_BIN := $(K8S_BIN)
 help:
 	@echo "make demo   - run the whole system on the embedded sandbox"
 	@echo "make test   - lint, then the whole test suite (real Prosody; emulated and real control planes)"
-	@echo "make bench  - benchmarks, printing their numbers"
+	@echo "make bench  - benchmarks, printing their numbers (assignment latency on both control planes)"
 	@echo "make lint   - ruff, mypy --strict, import-linter"
 	@echo "make generate - the chart's copies of crds/ and docs/crd-reference.md, after a CRD change"
 	@echo "make demo-real - the demo on a real control plane (etcd, kube-apiserver, kube-controller-manager)"
@@ -103,7 +103,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: setup control-plane lint
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=25
 
 unit: $(STAMP) lua
 	$(BIN)/pytest tests/unit
@@ -118,8 +118,11 @@ test-slow: setup control-plane
 faults: setup
 	$(BIN)/python benchmarks/faults.py
 
-bench: setup
+# assign_latency runs twice: on the emulated API server, then on kube-apiserver and etcd.
+bench: setup control-plane
 	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@echo "== benchmarks/assign_latency.py --control-plane real"
+	$(BIN)/python benchmarks/assign_latency.py --control-plane real
 
 # The CRDs live in crds/; the chart carries copies and the docs a reference (tests check both).
 generate: $(STAMP)

@@ -1,7 +1,11 @@
 """Assignment latency through the whole system: RecordingSession created -> a Jibri records.
 
-The sandbox API server (a process), Prosody, 100 simulated Jibris (a process, see
-_common.Fleet) and the operator (`jibri-operator run`, a process). First 20 sessions one
+    python benchmarks/assign_latency.py [--control-plane emulated|real]
+
+The sandbox API server (a process; or with `--control-plane real`, etcd and kube-apiserver
+built from the pins, the operator logged in as manifests/rbac.yaml's ServiceAccount), Prosody,
+100 simulated Jibris (a process, see _common.Fleet) and the operator (`jibri-operator run`, a
+process). First 20 sessions one
 at a time (solo: latency without queueing), then three waves of 100 created at once from
 a thread pool (burst); between waves the sessions are deleted and the Jibris seen idle.
 
@@ -25,6 +29,7 @@ on it. Prints one `name: value` line per figure, for solo_ and burst_:
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import os
@@ -45,6 +50,8 @@ import yaml
 from _common import CpuMeter, Fleet, XmppSite, account, child_pid, report
 from jibri_operator.api.constants import FINALIZER, GROUP, VERSION
 from jibri_sandbox.apiserver.testing import start_process
+from jibri_sandbox.controlplane import ControlPlane
+from jibri_sandbox.controlplane.binaries import pinned_bin
 from jibri_sandbox.prosody import Prosody
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,11 +101,19 @@ def set_up_cluster(api: Api, prosody: Prosody, brewery: str) -> None:
     def established() -> bool:
         crds = api.ext.list_custom_resource_definition().items
         return all(
-            any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+            any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or []))
             for crd in crds
         )
 
-    wait(established, 10, "the CRDs")
+    def served() -> bool:  # kube-apiserver answers 429 for a new resource while its storage starts
+        with contextlib.suppress(kubernetes.client.exceptions.ApiException):
+            for plural in ("xmppenvironments", "recordingsessions"):
+                api.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+            return True
+        return False
+
+    wait(established, 30, "the CRDs")
+    wait(served, 30, "the custom resources to be served")
     api.core.create_namespace({"metadata": {"name": NAMESPACE}})
     jid, password = account(prosody, "operator")
     secrets = {
@@ -129,17 +144,29 @@ class Watcher:
         self.thread.start()
 
     def _run(self, version: str) -> None:
-        stream = self.watch.stream(
-            self.api.custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "recordingsessions",
-            resource_version=version, timeout_seconds=300,
-        )  # fmt: skip
-        with contextlib.suppress(Exception):  # the server going away at the end
-            for event in stream:
-                now = time.time()
-                obj = event["object"]
-                with self.changed:
-                    self.events.setdefault(obj["metadata"]["name"], []).append((now, event["type"], obj))
-                    self.changed.notify_all()
+        """Watch from `version`; when the server ends the watch (or the connection breaks), watch
+        again from the last version seen, as an informer does, and say so on stderr."""
+        self.stopped = False
+        while not self.stopped:
+            stream = self.watch.stream(
+                self.api.custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "recordingsessions",
+                resource_version=version, timeout_seconds=300, allow_watch_bookmarks=True,
+            )  # fmt: skip
+            try:
+                for event in stream:
+                    now = time.time()
+                    obj = event["object"]
+                    version = obj["metadata"]["resourceVersion"]
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    with self.changed:
+                        self.events.setdefault(obj["metadata"]["name"], []).append((now, event["type"], obj))
+                        self.changed.notify_all()
+            except Exception as error:  # the server going away at the end, or a broken connection
+                if not self.stopped:
+                    print(f"watch ended ({type(error).__name__}: {error}); watching again", file=sys.stderr)
+                    time.sleep(0.2)
+            self.watch = kubernetes.watch.Watch()
 
     def wait_for(self, names: list[str], test: Any, timeout: float, what: str) -> None:
         with self.changed:
@@ -153,6 +180,7 @@ class Watcher:
         return next((at for at, t, o in self.events.get(name, []) if test(t, o)), None)
 
     def stop(self) -> None:
+        self.stopped = True
         self.watch.stop()
 
 
@@ -290,10 +318,59 @@ def delete_all(api: Api, pool: ThreadPoolExecutor, watcher: Watcher, fleet: Flee
         raise RuntimeError(f"{len(still_busy)} Jibris still record deleted sessions")
 
 
+class ControlPlaneUnderTest:
+    """The API server the operator meets: the emulation, or etcd + kube-apiserver (+ the controller
+    manager, as in a cluster) with the operator logged in as manifests/'s ServiceAccount."""
+
+    def __init__(self, kind: str, directory: Path) -> None:
+        self.kind = kind
+        if kind == "emulated":
+            self.emulated = start_process(directory / "api")
+            self.kubeconfig = self.operator_kubeconfig = self.emulated.kubeconfig
+            self.pids: dict[str, int | None] = {"apiserver": self.emulated.process.pid}
+            return
+        self.real = ControlPlane(directory / "cp").start()
+        self.kubeconfig = self.real.kubeconfig
+        manifests = ROOT / "manifests"
+        subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), "apply",
+             "-f", str(manifests / "namespace.yaml"), "-f", str(manifests / "rbac.yaml")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        wait(
+            lambda: self.real.api_status("serviceaccounts/jibri-operator", "jibri-operator") == 200,
+            30,
+            "the SA",
+        )
+        self.operator_kubeconfig = self.real.service_account_kubeconfig("jibri-operator", "jibri-operator")
+        self.pids = {name.replace("-", "_"): process.pid for name, process in self.real.processes.items()}
+
+    def stop(self) -> None:
+        if self.kind == "emulated":
+            self.emulated.stop()
+        else:
+            self.real.stop()
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Assignment latency through the whole system")
+    parser.add_argument(
+        "--control-plane",
+        choices=("emulated", "real"),
+        default="emulated",
+        help="the sandbox API server (default), or etcd and kube-apiserver built from the pins",
+    )
+    return parser.parse_args(argv)
+
+
 def main() -> None:
+    args = parse()
+    if (pinned := pinned_bin()) is not None:  # the pinned kubectl, as under make
+        os.environ["PATH"] = f"{pinned}{os.pathsep}{os.environ.get('PATH', '')}"
+    print(f"control_plane: {args.control_plane}")
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_process(Path(tmp) / "api")
+        server = ControlPlaneUnderTest(args.control_plane, Path(tmp))
         prosody = Prosody()
         prosody.start()
         fleet = operator = watcher = None
@@ -307,7 +384,7 @@ def main() -> None:
             log = Path(tmp) / "operator.log"
             with log.open("wb") as out:
                 operator = subprocess.Popen(
-                    [sys.executable, "-m", "jibri_operator.cli", "run", "--kubeconfig", str(server.kubeconfig),
+                    [sys.executable, "-m", "jibri_operator.cli", "run", "--kubeconfig", str(server.operator_kubeconfig),
                      "-n", NAMESPACE, "--nickname", "jibri-operator-bench", "--metrics-port", "0"],
                     stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )  # fmt: skip
@@ -321,7 +398,7 @@ def main() -> None:
             print(f"setup_operator_ready_s: {time.perf_counter() - ready:.2f}")
             watcher = Watcher(api)
             pids = {
-                "operator": operator.pid, "apiserver": server.process.pid, "prosody": child_pid("prosody"),
+                "operator": operator.pid, **server.pids, "prosody": child_pid("prosody"),
                 "jibris": fleet.pid, "bench": os.getpid(),
             }  # fmt: skip
             solo_cpu, burst_cpu = CpuMeter(pids), CpuMeter(pids)

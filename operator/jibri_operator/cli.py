@@ -120,13 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
 def render_config(args: argparse.Namespace) -> int:
     from jibri_operator.controllers.pools import PoolProblem
     from jibri_operator.controllers.preview import render_pool
-    from jibri_operator.kube.client import Kube, SecretMissing, context_namespace, load_config
+    from jibri_operator.kube.client import Forbidden, Kube, SecretMissing, context_namespace, load_config
 
     namespace = args.namespace or context_namespace(args.kubeconfig)
     kube = Kube(load_config(args.kubeconfig, connections=4))
     try:
         text = asyncio.run(render_pool(kube, namespace, args.pool, show_secrets=args.show_secrets))
-    except (PoolProblem, SecretMissing) as problem:
+    except (PoolProblem, SecretMissing, Forbidden) as problem:
         print(f"jibri-operator render-config: {problem}", file=sys.stderr)
         return 1
     finally:

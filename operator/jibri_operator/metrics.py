@@ -93,3 +93,9 @@ LEADER: Final = Gauge(
     "1 while this replica acts: it holds the leader-election Lease (or runs without election)",
     registry=REGISTRY,
 )
+API_FORBIDDEN: Final = Counter(
+    "jibri_operator_api_forbidden_total",
+    "The operator's own API calls the server refused (HTTP 403: its role lacks the verb), by verb and resource",
+    ["verb", "resource"],
+    registry=REGISTRY,
+)

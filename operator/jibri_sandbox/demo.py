@@ -12,7 +12,9 @@ idle pods. Then it keeps serving so you can
 look around with kubectl, until Ctrl-C (or it exits at once with --no-hold).
 
 Everything the operator sees, it sees through its kubeconfig and the XMPP
-wire, exactly as on a real cluster.
+wire, exactly as on a real cluster. On the real control plane (`--control-plane
+real`) it logs in as the ServiceAccount manifests/rbac.yaml binds, with exactly
+the rules it ships, as it would once installed with `kubectl apply -k manifests/`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from jibri_sandbox.up import CONTROL_PLANES, Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
+OPERATOR_NAMESPACE = OPERATOR_ACCOUNT = "jibri-operator"  # manifests/rbac.yaml's ServiceAccount
 SESSIONS = ("weekly-standup", "town-hall", "sprint-retro")
 
 
@@ -107,8 +110,29 @@ class Demo:
         self.kubectl("apply", "-k", str(ROOT / "crds"))
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
 
-        say("The operator, connecting with the sandbox's kubeconfig like it would to any cluster")
-        self.start_operator()
+        if self.sandbox.control_plane is not None:
+            say("The operator's ServiceAccount and RBAC, as manifests/ ships them")
+            manifests = ROOT / "manifests"
+            self.kubectl("apply", "-f", str(manifests / "namespace.yaml"), "-f", str(manifests / "rbac.yaml"))
+            self.wait(
+                lambda: (
+                    self.sandbox.control_plane is not None
+                    and self.sandbox.control_plane.api_status(
+                        f"serviceaccounts/{OPERATOR_ACCOUNT}", OPERATOR_NAMESPACE
+                    )
+                    == 200
+                ),
+                "the ServiceAccount",
+                30,
+            )
+            kubeconfig = self.sandbox.control_plane.service_account_kubeconfig(
+                OPERATOR_NAMESPACE, OPERATOR_ACCOUNT
+            )
+            say(f"The operator, logged in as system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}")
+        else:
+            kubeconfig = self.sandbox.kubeconfig
+            say("The operator, connecting with the sandbox's kubeconfig like it would to any cluster")
+        self.start_operator(kubeconfig)
 
         say("An XmppEnvironment for the sandbox's Prosody (examples/environment.yaml with real addresses)")
         self.kubectl("apply", "-f", "-", stdin=self.environment_manifest())
@@ -208,13 +232,11 @@ class Demo:
         }
         self.core.create_namespaced_pod(NAMESPACE, pod)
 
-    def start_operator(self) -> None:
+    def start_operator(self, kubeconfig: Path) -> None:
         log = self.sandbox.directory / "operator.log"
-        argv = [sys.executable, "-m", "jibri_operator.cli", "run", "--kubeconfig", self.kubeconfig]
+        argv = [sys.executable, "-m", "jibri_operator.cli", "run", "--kubeconfig", str(kubeconfig)]
         argv += ["-n", NAMESPACE, "--metrics-port", "0", "--nickname", "jibri-operator-demo"]
-        print(
-            f"$ jibri-operator run --kubeconfig {self.kubeconfig} -n {NAMESPACE}   (log: {log})", flush=True
-        )
+        print(f"$ jibri-operator run --kubeconfig {kubeconfig} -n {NAMESPACE}   (log: {log})", flush=True)
         with log.open("ab") as out:
             self.operator = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -3,7 +3,19 @@
 import pytest
 from apiserver_fixture import apiserver  # noqa: F401
 from control_plane_fixture import real_control_plane, real_crds, real_sandbox  # noqa: F401
-from operator_fixture import cluster, env, operator  # noqa: F401
+from operator_fixture import (  # noqa: F401
+    cluster,
+    emulated_cluster,
+    emulated_operator,
+    emulated_plane,
+    env,
+    kube_plane,
+    operator,
+    plane,
+    real_cluster,
+    real_operator,
+    real_plane,
+)
 from sim import jibris  # noqa: F401
 
 

@@ -1,8 +1,16 @@
 """The operator under test, and a namespace with an XmppEnvironment per test.
 
-The operator runs as its own process (`jibri-operator run`) against the
-sandbox API server, exactly as it would against a real cluster: it gets a
-kubeconfig and nothing else. Tests talk to the API with the official client.
+The operator runs as its own process (`jibri-operator run`) against a control
+plane, exactly as it would against a real cluster: it gets a kubeconfig and
+nothing else. Tests talk to the API with the official client, as admin.
+
+Two control planes (`plane`): `emulated` (jibri_sandbox.apiserver, the default)
+and `real` (etcd, kube-apiserver, kube-controller-manager; control_plane_fixture.py).
+On the real one the operator logs in as the ServiceAccount manifests/rbac.yaml
+binds, with exactly the rules it ships, so a test passing there proves the shipped
+RBAC is enough. A test runs on both with `@both_planes` (or `pytestmark`); the
+fixtures of each plane (`emulated_cluster`, `real_operator`, ...) live for the
+session side by side, and `cluster`/`operator` hand a test its plane's.
 """
 
 from __future__ import annotations
@@ -28,11 +36,18 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from jibri_sandbox.apiserver.testing import RunningApiServer
+from jibri_sandbox.controlplane import ControlPlane
 from jibri_sandbox.prosody import Prosody
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "jibri.dev", "v1alpha1"
 T = TypeVar("T")
+PLANES = ("emulated", "real")
+# The ServiceAccount manifests/rbac.yaml binds the operator's ClusterRole to.
+OPERATOR_NAMESPACE, OPERATOR_ACCOUNT = "jibri-operator", "jibri-operator"
+
+# Runs a test once on each control plane: test_x[emulated], test_x[real].
+both_planes = pytest.mark.parametrize("plane", PLANES, indirect=True)
 
 
 def free_port() -> int:
@@ -47,6 +62,7 @@ class OperatorProcess:
 
     def __init__(self, kubeconfig: Path, namespaces: str, nickname: str, log: Path) -> None:
         self.metrics_port = free_port()
+        self.nickname = nickname
         self.argv = [
             sys.executable,
             "-m",
@@ -160,42 +176,133 @@ async def eventually(check: Callable[[], T], timeout: float = 15.0, what: str = 
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def cluster(apiserver: RunningApiServer) -> Cluster:
+def install_crds(kubeconfig: Path) -> None:
+    """`kubectl apply -k crds/`, then wait until every CRD is Established."""
+    kubectl = ["kubectl", "--kubeconfig", str(kubeconfig)]
+    subprocess.run([*kubectl, "apply", "-k", str(ROOT / "crds")], check=True, capture_output=True)
     subprocess.run(
-        ["kubectl", "--kubeconfig", str(apiserver.kubeconfig), "apply", "-k", str(ROOT / "crds")],
+        [*kubectl, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"],
         check=True,
         capture_output=True,
     )
+
+
+def install_operator_rbac(control_plane: ControlPlane) -> Path:
+    """manifests/namespace.yaml and rbac.yaml as shipped; a kubeconfig of the ServiceAccount they bind."""
+    manifests = ROOT / "manifests"
     subprocess.run(
-        [
-            "kubectl",
-            "--kubeconfig",
-            str(apiserver.kubeconfig),
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-        ],
-        check=True,
-        capture_output=True,
+        ["kubectl", "--kubeconfig", str(control_plane.kubeconfig), "apply",
+         "-f", str(manifests / "namespace.yaml"), "-f", str(manifests / "rbac.yaml")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    wait_until(
+        lambda: control_plane.api_status(f"serviceaccounts/{OPERATOR_ACCOUNT}", OPERATOR_NAMESPACE) == 200,
+        30,
+        "the operator's ServiceAccount",
     )
-    return Cluster(apiserver.kubeconfig)
+    return control_plane.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT)
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+    return result
+
+
+@dataclass(frozen=True)
+class Plane:
+    """A control plane as the operator's tests use it."""
+
+    kind: str  # "emulated" or "real"
+    kubeconfig: Path  # the admin's: what tests act as
+    operator_kubeconfig: Path  # the operator's: on the real plane, manifests/'s ServiceAccount
+
+    @property
+    def real(self) -> bool:
+        return self.kind == "real"
+
+
+@pytest.fixture
+def plane(request: pytest.FixtureRequest) -> str:
+    """Which control plane a test runs on: "emulated" unless parametrized (see `both_planes`)."""
+    kind: str = getattr(request, "param", "emulated")
+    assert kind in PLANES, kind
+    return kind
 
 
 @pytest.fixture(scope="session")
-def operator(
-    apiserver: RunningApiServer, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+def emulated_plane(apiserver: RunningApiServer) -> Plane:
+    """The emulation has one token with every right: the operator uses the admin's kubeconfig."""
+    install_crds(apiserver.kubeconfig)
+    return Plane("emulated", apiserver.kubeconfig, apiserver.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def real_plane(real_control_plane: ControlPlane, real_crds: str) -> Plane:
+    """The real control plane, with manifests/'s RBAC applied and the operator logged in as its account."""
+    return Plane("real", real_control_plane.kubeconfig, install_operator_rbac(real_control_plane))
+
+
+@pytest.fixture
+def kube_plane(plane: str, request: pytest.FixtureRequest) -> Plane:
+    result: Plane = request.getfixturevalue(f"{plane}_plane")
+    return result
+
+
+@pytest.fixture(scope="session")
+def emulated_cluster(emulated_plane: Plane) -> Cluster:
+    return Cluster(emulated_plane.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def real_cluster(real_plane: Plane) -> Cluster:
+    return Cluster(real_plane.kubeconfig)
+
+
+@pytest.fixture
+def cluster(plane: str, request: pytest.FixtureRequest) -> Cluster:
+    """The admin's client on the test's control plane (its CRDs installed)."""
+    result: Cluster = request.getfixturevalue(f"{plane}_cluster")
+    return result
+
+
+def start_operator(plane: Plane, namespaces: str, nickname: str, directory: Path) -> OperatorProcess:
+    process = OperatorProcess(plane.operator_kubeconfig, namespaces, nickname, directory / "operator.log")
+    process.start()
+    return process
+
+
+@pytest.fixture(scope="session")
+def emulated_operator(
+    emulated_plane: Plane, emulated_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """One operator for every test namespace named ``op-*``."""
-    process = OperatorProcess(
-        apiserver.kubeconfig, "op-*", "jibri-operator-test", tmp_path_factory.mktemp("op") / "operator.log"
-    )
-    process.start()
+    process = start_operator(emulated_plane, "op-*", "jibri-operator-test", tmp_path_factory.mktemp("op"))
     try:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def real_operator(
+    real_plane: Plane, real_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The same on the real control plane, as manifests/'s ServiceAccount."""
+    process = start_operator(real_plane, "op-*", "jibri-operator-real", tmp_path_factory.mktemp("op-real"))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def operator(plane: str, request: pytest.FixtureRequest) -> OperatorProcess:
+    result: OperatorProcess = request.getfixturevalue(f"{plane}_operator")
+    return result
 
 
 @dataclass

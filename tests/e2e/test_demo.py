@@ -14,9 +14,12 @@ pytestmark = pytest.mark.e2e
 PHASE_LINE = re.compile(r"^\s+\[\s*[\d.]+s\] (\S+)\s+(\S+)", re.MULTILINE)
 
 
-def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
+@pytest.mark.parametrize("control_plane", ["emulated", "real"])
+def test_demo_tells_the_whole_story(tmp_path: Path, control_plane: str) -> None:
+    """On the real control plane the operator runs as manifests/rbac.yaml's ServiceAccount."""
+    demo = [sys.executable, "-m", "jibri_sandbox.cli", "demo", "--dir", str(tmp_path / "demo"), "--no-hold"]
     result = subprocess.run(
-        [sys.executable, "-m", "jibri_sandbox.cli", "demo", "--dir", str(tmp_path / "demo"), "--no-hold"],
+        [*demo, "--control-plane", control_plane],
         capture_output=True,
         text=True,
         timeout=240,
@@ -30,3 +33,7 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert any(phase == "Pending" for _, phase in changes), changes
     assert re.search(r"jibripool.jibri.dev/recorders\s+1\s+4\s+3\s", result.stdout), "scaled up to three pods"
     assert "abcd-efgh-ijkl-mnop" not in result.stdout + result.stderr  # the example's stream key
+    operator_log = (tmp_path / "demo" / "operator.log").read_text()
+    assert "Forbidden" not in operator_log, "the shipped RBAC is enough"
+    if control_plane == "real":
+        assert "logged in as system:serviceaccount:jibri-operator:jibri-operator" in result.stdout

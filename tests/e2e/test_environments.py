@@ -8,7 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from operator_fixture import Cluster, Environment, OperatorProcess, eventually, make_environment
+from operator_fixture import (
+    Cluster,
+    Environment,
+    OperatorProcess,
+    both_planes,
+    eventually,
+    make_environment,
+)
 from sim import jibri_factory
 from xmpp_helpers import TestClient
 
@@ -30,6 +37,7 @@ def event_reasons(env: Environment) -> set[str]:
     }
 
 
+@both_planes
 async def test_status_counts_jibris_by_state(
     env: Environment, xmpp_account: Callable[..., tuple[str, str]]
 ) -> None:
@@ -74,6 +82,7 @@ async def test_bad_login_is_reported_and_a_fixed_secret_reconnects(
     await eventually(lambda: condition(env, "Connected").get("status") == "True", 30, "reconnection")
 
 
+@both_planes
 async def test_missing_secret_is_named(
     operator: OperatorProcess,
     cluster: Cluster,
@@ -91,8 +100,9 @@ async def test_missing_secret_is_named(
     assert "xmpp-ca" in condition(env, "Connected")["message"]
 
 
+@both_planes
 async def test_spec_change_reconnects_and_delete_leaves(
-    env: Environment, xmpp_account: Callable[..., tuple[str, str]]
+    env: Environment, operator: OperatorProcess, xmpp_account: Callable[..., tuple[str, str]]
 ) -> None:
     moved = f"moved-{env.brewery}"
     jid, password = xmpp_account("observer")
@@ -109,7 +119,7 @@ async def test_spec_change_reconnects_and_delete_leaves(
                 return bool(status.get("connected")) and status.get("jibris", {}).get("idle") == 1
 
             await eventually(sees_new_room, 20, "the operator in the new brewery")
-            operator_occupant = f"{moved}/jibri-operator-test"
+            operator_occupant = f"{moved}/{operator.nickname}"
             assert any(p.get("from") == operator_occupant for p in observer.presences)
 
             await asyncio.to_thread(env.cluster.delete, "xmppenvironments", env.namespace, "meet")

@@ -2,12 +2,15 @@
 and Prosody. The pool scales up the moment idle headroom runs out and removes only idle
 pods, never one that records.
 
-It runs on an API server of its own: its kubelet is the one scheduler there.
+Emulated, each test has an API server of its own: its kubelet is the one scheduler there.
+On the real control plane (`both_planes`) the tests share it and its kubelet, and the
+operator has exactly the rights manifests/ grants.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import uuid
@@ -16,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_fixture import ROOT, Cluster, Environment, OperatorProcess, eventually, make_environment
+from operator_fixture import (
+    Cluster,
+    Environment,
+    OperatorProcess,
+    Plane,
+    both_planes,
+    eventually,
+    install_crds,
+    make_environment,
+    start_operator,
+)
 
 from jibri_sandbox.apiserver.testing import RunningApiServer, start_process
 from jibri_sandbox.focus import Focus
@@ -35,11 +48,18 @@ class World:
         cluster: Cluster,
         env: Environment,
         operator: OperatorProcess,
-        server: RunningApiServer,
+        kubeconfig: Path,
         password: str,
+        server: RunningApiServer | None = None,
     ) -> None:
         self.cluster, self.env, self.operator = cluster, env, operator
-        self.server, self.kubeconfig, self.jibri_password = server, server.kubeconfig, password
+        self.kubeconfig, self.jibri_password = kubeconfig, password
+        self._server = server  # emulated only: its audit log
+
+    @property
+    def server(self) -> RunningApiServer:
+        assert self._server is not None, "the API server's audit log is the emulated plane's"
+        return self._server
 
     def pool(self) -> dict[str, Any]:
         return self.cluster.get("jibripools", self.env.namespace, "recorders") or {}
@@ -65,49 +85,60 @@ class World:
 
 @pytest.fixture
 async def world(
-    prosody: Prosody, xmpp_account: Callable[..., tuple[str, str]], tmp_path: Path
+    plane: str,
+    request: pytest.FixtureRequest,
+    prosody: Prosody,
+    xmpp_account: Callable[..., tuple[str, str]],
+    tmp_path: Path,
 ) -> AsyncIterator[World]:
-    server = await asyncio.to_thread(start_process, tmp_path / "api", audit_log=True)
-    operator: OperatorProcess | None = None
-    try:
-        kubectl = ["kubectl", "--kubeconfig", str(server.kubeconfig)]
-        subprocess.run([*kubectl, "apply", "-k", str(ROOT / "crds")], check=True, capture_output=True)
-        subprocess.run(
-            [*kubectl, "wait", "--for=condition=Established", "crd", "--all"], check=True, capture_output=True
+    """An operator of its own (namespaces ``pool-*``), a kubelet and an environment ready for pools.
+
+    Emulated: an API server and kubelet of the test's own. Real: the shared control plane and
+    its kubelet, the operator logged in as manifests/'s ServiceAccount; the test's namespace
+    is deleted at the end, so its pods stop."""
+    async with contextlib.AsyncExitStack() as stack:
+        server: RunningApiServer | None = None
+        if plane == "real":
+            kube: Plane = request.getfixturevalue("real_plane")
+            cluster: Cluster = request.getfixturevalue("real_cluster")
+        else:
+            server = await asyncio.to_thread(start_process, tmp_path / "api", audit_log=True)
+            stack.callback(server.stop)
+            await asyncio.to_thread(install_crds, server.kubeconfig)
+            kube, cluster = (
+                Plane("emulated", server.kubeconfig, server.kubeconfig),
+                Cluster(server.kubeconfig),
+            )
+            await stack.enter_async_context(
+                Kubelet(
+                    server.kubeconfig, node_name="pool-node", startup_delay=0.3, state_dir=tmp_path / "node"
+                )
+            )
+        operator = start_operator(kube, "pool-*", "jibri-operator-pools", tmp_path)
+        stack.callback(operator.stop)
+        env = await make_environment(cluster, prosody, xmpp_account, "pool")
+        if plane == "real":  # before the operator stops (LIFO), so it still sees its sessions go
+            stack.callback(cluster.core.delete_namespace, env.namespace)
+        jid, password = xmpp_account("jibri")
+        await asyncio.to_thread(
+            cluster.create_secret, env.namespace, "jibri-login", {"username": jid, "password": password}
         )
-        cluster = Cluster(server.kubeconfig)
-        async with Kubelet(
-            server.kubeconfig, node_name="pool-node", startup_delay=0.3, state_dir=tmp_path / "node"
-        ):
-            operator = OperatorProcess(
-                server.kubeconfig, "pool-*", "jibri-operator-pools", tmp_path / "operator.log"
-            )
-            operator.start()
-            env = await make_environment(cluster, prosody, xmpp_account, "pool")
-            jid, password = xmpp_account("jibri")
-            await asyncio.to_thread(
-                cluster.create_secret, env.namespace, "jibri-login", {"username": jid, "password": password}
-            )
-            recorder = {"username": "recorder", "password": RECORDER_PASSWORD}
-            await asyncio.to_thread(cluster.create_secret, env.namespace, "recorder-login", recorder)
-            jibri_settings = {
-                "controlLoginSecretRef": {"name": "jibri-login"},
-                "callLoginSecretRef": {"name": "recorder-login"},
-                "trustAllCerts": True,
-                "usageTimeout": "4h",
-            }
-            await asyncio.to_thread(
-                cluster.patch, "xmppenvironments", env.namespace, "meet", {"spec": {"jibri": jibri_settings}}
-            )
-            try:
-                yield World(cluster, env, operator, server, password)
-            except BaseException:
-                print("operator log:\n" + operator.tail(80))
-                raise
-            finally:
-                operator.stop()
-    finally:
-        server.stop()
+        recorder = {"username": "recorder", "password": RECORDER_PASSWORD}
+        await asyncio.to_thread(cluster.create_secret, env.namespace, "recorder-login", recorder)
+        jibri_settings = {
+            "controlLoginSecretRef": {"name": "jibri-login"},
+            "callLoginSecretRef": {"name": "recorder-login"},
+            "trustAllCerts": True,
+            "usageTimeout": "4h",
+        }
+        await asyncio.to_thread(
+            cluster.patch, "xmppenvironments", env.namespace, "meet", {"spec": {"jibri": jibri_settings}}
+        )
+        try:
+            yield World(cluster, env, operator, kube.kubeconfig, password, server)
+        except BaseException:
+            print("operator log:\n" + operator.tail(80))
+            raise
 
 
 def pool_body(**spec: Any) -> dict[str, Any]:
@@ -124,6 +155,7 @@ def pool_body(**spec: Any) -> dict[str, Any]:
     }
 
 
+@both_planes
 async def test_pool_scales_up_on_demand_and_down_only_idle_pods(world: World) -> None:
     env = world.env
     pool = pool_body(replicas={"min": 1, "max": 3}, scaleDownDelay="1s")
@@ -353,6 +385,7 @@ async def test_every_delivery_route_starts_a_jibri_that_records(
         ) from error
 
 
+@both_planes
 async def test_passwords_stay_in_their_secrets(world: World) -> None:
     """No password in the pod spec, the pool's status, an Event or the operator's log; render-config
     redacts them unless --show-secrets."""

@@ -10,7 +10,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from operator_fixture import Cluster, Environment, OperatorProcess, eventually, make_environment
+from operator_fixture import (
+    Cluster,
+    Environment,
+    OperatorProcess,
+    Plane,
+    both_planes,
+    eventually,
+    make_environment,
+    start_operator,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from sim import JibriFactory, jibri_factory, nickname, occupy, other_controller, stops
 
@@ -25,7 +34,12 @@ def starts(jibri: SimulatedJibri) -> int:
     return len(jibri.starts)
 
 
-@pytest.mark.parametrize("dialect", list(Dialect))
+# The dialect is the XMPP side's business: the real control plane repeats the current one.
+@pytest.mark.parametrize(
+    ("dialect", "plane"),
+    [(Dialect.CURRENT, "emulated"), (Dialect.LEGACY, "emulated"), (Dialect.CURRENT, "real")],
+    indirect=["plane"],
+)
 async def test_apply_record_delete(env: Environment, jibris: JibriFactory, dialect: Dialect) -> None:
     (jibri,) = await jibris(1, dialect=dialect)
     env.session("standup")
@@ -53,6 +67,7 @@ async def test_apply_record_delete(env: Environment, jibris: JibriFactory, diale
     await jibri.wait_until(lambda j: not j.busy, 5)
 
 
+@both_planes
 async def test_stream_mode_hands_the_key_only_to_the_jibri(
     env: Environment, jibris: JibriFactory, operator: OperatorProcess
 ) -> None:
@@ -116,6 +131,7 @@ async def test_final_failure_ends_failed(env: Environment, jibris: JibriFactory)
     assert starts(broken) == 1
 
 
+@both_planes
 async def test_waits_for_an_idle_jibri_and_starts_when_one_frees_up(
     env: Environment, jibris: JibriFactory
 ) -> None:
@@ -168,6 +184,7 @@ async def test_stuck_in_pending_is_stopped_and_retried_elsewhere(
     await stuck.wait_until(lambda j: not j.busy, 5)
 
 
+@both_planes
 async def test_max_duration_stops_the_recording(env: Environment, jibris: JibriFactory) -> None:
     (jibri,) = await jibris(1)
     env.session("brief", maxDuration="1s")
@@ -290,17 +307,14 @@ async def test_probes_and_metrics(env: Environment, jibris: JibriFactory, operat
 
 @pytest.fixture
 async def restartable(
-    apiserver: Any,
+    kube_plane: Plane,
     cluster: Cluster,
     prosody: Prosody,
     xmpp_account: Callable[..., tuple[str, str]],
     tmp_path: Any,
 ) -> AsyncIterator[tuple[OperatorProcess, Environment]]:
     """An operator of its own (namespaces ``rs-*``) that the test may kill."""
-    process = OperatorProcess(
-        apiserver.kubeconfig, "rs-*", "jibri-operator-restart", tmp_path / "operator.log"
-    )
-    process.start()
+    process = start_operator(kube_plane, "rs-*", "jibri-operator-restart", tmp_path)
     environment = await make_environment(cluster, prosody, xmpp_account, "rs")
     try:
         yield process, environment
@@ -315,15 +329,17 @@ def with_operator_log(process: OperatorProcess, error: BaseException) -> Asserti
 
 # (variant, phase to kill the operator in). A 2016-spec Jibri is Recording the moment it
 # says busy, so it has no Starting worth killing in.
+# The real control plane repeats one: the restarted operator resumes as manifests/'s account.
 RESTARTS = [
-    ("current", "Starting"),
-    ("current", "Recording"),
-    ("legacy", "Recording"),
-    ("legacy-with-reports", "Recording"),
+    ("current", "Starting", "emulated"),
+    ("current", "Recording", "emulated"),
+    ("current", "Recording", "real"),
+    ("legacy", "Recording", "emulated"),
+    ("legacy-with-reports", "Recording", "emulated"),
 ]
 
 
-@pytest.mark.parametrize(("variant", "kill_in"), RESTARTS)
+@pytest.mark.parametrize(("variant", "kill_in", "plane"), RESTARTS, indirect=["plane"])
 async def test_operator_restart_never_records_twice(
     restartable: tuple[OperatorProcess, Environment],
     xmpp_account: Callable[..., tuple[str, str]],

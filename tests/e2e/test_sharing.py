@@ -78,6 +78,10 @@ async def test_two_operators_race_for_one_brewery(
     for process in operators:
         process.start()
     try:
+        for process in operators:  # starting up is not what is timed below (it is slow on a busy machine)
+            await eventually(
+                lambda process=process: process.http_get("/readyz")[0] == 200, 60, "operator ready"
+            )
         one = await make_environment(cluster, prosody, xmpp_account, "c1")
         two = await make_environment(cluster, prosody, xmpp_account, "c2", brewery=one.brewery)
         jibri = await simulated_jibri(one.brewery)

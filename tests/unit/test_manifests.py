@@ -73,6 +73,8 @@ def test_the_role_allows_what_the_operator_does(objects: dict[tuple[str, str], d
     for verb in ("list", "watch", "create", "delete"):
         assert allowed("", "pods", verb)
     assert allowed("", "events", "create")
+    # blockOwnerDeletion on a pool's pods and Secret (OwnerReferencesPermissionEnforcement)
+    assert allowed("jibri.dev", "jibripools/finalizers", "update")
     assert allowed("", "namespaces", "watch")
 
 

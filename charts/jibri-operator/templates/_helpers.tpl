@@ -96,6 +96,12 @@ each watched namespace's Role with rbac.scope=namespaced.
 - apiGroups: [jibri.dev]
   resources: [xmppenvironments/status, recordingsessions/status, jibripools/status]
   verbs: [get, patch, update]
+# A pool owns its pods and its jibri.conf Secret with blockOwnerDeletion; where the
+# OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, hardened clusters)
+# that needs update on the owner's finalizers, or the pods and the Secret are refused.
+- apiGroups: [jibri.dev]
+  resources: [jibripools/finalizers]
+  verbs: [update]
 # Logins, CAs and stream keys, read one by one when needed (never listed); each pool's rendered jibri.conf.
 - apiGroups: [""]
   resources: [secrets]

@@ -5,6 +5,10 @@ and its Secrets, keeps one :class:`BreweryClient` running, reconnects it when
 the spec or a Secret it reads changes, and writes what it sees to status
 (connected, Jibri counts, Connected and Ready conditions). Presence itself
 flows from the client straight into the hub, not through here.
+
+A Secret the operator may not read (RBAC) shows as Connected False, reason
+Forbidden, naming the verb and resource; a refused status write is logged and
+posted as an Event. Either is retried with a growing delay (refusals.py).
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from typing import Any, Final
 import kopf
 
 from jibri_operator import metrics
-from jibri_operator.api.conditions import ConditionStatus, get_condition, set_condition
+from jibri_operator.api.conditions import ConditionStatus, set_condition
 from jibri_operator.api.constants import PLURAL_ENVIRONMENT
 from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import BreweryKind
 from jibri_operator.controllers.hub import EnvironmentLink, EnvKey, Hub, env_label
-from jibri_operator.kube.client import SecretMissing
+from jibri_operator.controllers.refusals import REASON as FORBIDDEN
+from jibri_operator.controllers.refusals import Refusals
+from jibri_operator.kube.client import Forbidden, SecretMissing
 from jibri_operator.xmpp.brewery import BreweryClient, BreweryConfig
 
 log = logging.getLogger(__name__)
@@ -52,13 +58,21 @@ class EnvironmentRunner:
         self._ca_dir: tempfile.TemporaryDirectory[str] | None = None
         self._problem: tuple[str, str] | None = None
         self._last_status: dict[str, Any] | None = None
+        self._announced: tuple[str, str, str] | None = None  # the Connected condition last told in an Event
         self.conditions: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
+        self.refusals = Refusals(body, logger, hub.clock)
 
     async def run(self, stopped: kopf.DaemonStopped) -> None:
         try:
             while not stopped:
-                await self._reconcile_connection()
-                await self._write_status()
+                try:
+                    await self._reconcile_connection()
+                    await self._write_status()
+                except Forbidden as error:  # the status write itself: only a log line and an Event can say it
+                    self.refusals.refused(error)
+                else:
+                    if self._problem is None or self._problem[0] != FORBIDDEN:
+                        self.refusals.cleared()
                 await self._wait(stopped)
         finally:
             await self.hub.drop_link(self.key)
@@ -67,15 +81,17 @@ class EnvironmentRunner:
             self._clear_metrics()
 
     async def _wait(self, stopped: kopf.DaemonStopped) -> None:
-        waiters = [
-            asyncio.create_task(self.link.status_dirty.wait()),
+        waiters: list[asyncio.Future[Any]] = [
             asyncio.create_task(self.poked.wait()),
             asyncio.ensure_future(stopped.wait()),
         ]
+        if not self.refusals.active:  # while refused, presence changes do not hasten the retry
+            waiters.append(asyncio.create_task(self.link.status_dirty.wait()))
         client = self.link.client
         # While something is wrong, look again soon: a fixed Secret should take effect in seconds.
+        # What RBAC refuses is retried less and less often, so as not to hammer the API server.
         healthy = self._problem is None and client is not None and client.joined
-        timeout = RECHECK if healthy else SECRET_RETRY
+        timeout = self.refusals.delay if self.refusals.active else RECHECK if healthy else SECRET_RETRY
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
@@ -93,6 +109,11 @@ class EnvironmentRunner:
             config = await self._config(spec)
         except SecretMissing as error:
             await self._problem_found("SecretNotFound", str(error))
+            return
+        except Forbidden as error:
+            # Said in the Connected condition (with its Event, see _write_status) and logged.
+            self.refusals.refused(error, event=False)
+            self._problem = (FORBIDDEN, str(error))
             return
         except ValueError as error:
             await self._problem_found("InvalidSpec", str(error))
@@ -247,14 +268,15 @@ class EnvironmentRunner:
         metrics.JIBRIS.labels(*labels, "unhealthy").set(counts.unhealthy)
         if status == self._last_status:
             return
-        before = get_condition(self._last_status["conditions"] if self._last_status else None, "Connected")
-        if joined and (before is None or before["status"] != "True"):
+        # Announced once per change, even while the status write itself is refused and retried.
+        before, self._announced = self._announced, connected
+        if joined and (before is None or before[0] != "True"):
             kopf.info(self.body, reason="Connected", message=connected[2])
-        elif not joined and connected[1] != "Connecting" and (before or {}).get("message") != connected[2]:
+        elif not joined and connected[1] != "Connecting" and (before or ("", "", ""))[2] != connected[2]:
             kopf.warn(self.body, reason=connected[1], message=connected[2])
+        await self.hub.kube.patch_status(PLURAL_ENVIRONMENT, *self.key, status)
         self.conditions = conditions
         self._last_status = status
-        await self.hub.kube.patch_status(PLURAL_ENVIRONMENT, *self.key, status)
 
     def _clear_metrics(self) -> None:
         for state in ("idle", "busy", "unhealthy"):

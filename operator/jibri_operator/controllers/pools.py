@@ -10,6 +10,11 @@ pod it claims that Jibri in the registry, so no session of this operator can
 pick it in the meantime. It wakes on every presence change in the pool's
 environments and on every event of its pods, so it scales up the moment idle
 headroom runs out.
+
+A call RBAC refuses (reading an environment or a Secret, writing the jibri.conf
+Secret, listing, creating or deleting pods, writing status) ends the pass: it is
+logged, posted as an Event and shown as Ready False, reason Forbidden, naming the
+verb and resource, and the next pass waits longer each time (refusals.py).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from jibri_operator.api.constants import API_VERSION, KIND_POOL, PLURAL_ENVIRONM
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.types import BreweryKind, BusyStatus, Health, RecordingMode
 from jibri_operator.controllers.hub import ARRIVALS_KEPT, Arrival, EnvKey, Hub, PoolClaim, env_label
+from jibri_operator.controllers.refusals import REASON as FORBIDDEN
+from jibri_operator.controllers.refusals import Refusals
 from jibri_operator.fleet.policy import Decision, PodState, PodView, PoolSpec, anticipate, decide
 from jibri_operator.fleet.profile import ArrivalProfile
 from jibri_operator.fleet.schedule import Schedule, ScheduleError
@@ -43,7 +50,7 @@ from jibri_operator.jibriconf.delivery import (
     jibri_pod_spec,
 )
 from jibri_operator.jibriconf.render import JibriEnvironment, Login, Muc, SecretKeyRef, render_jibri_conf
-from jibri_operator.kube.client import ApiException, Kube, SecretMissing
+from jibri_operator.kube.client import ApiException, Forbidden, Kube, SecretMissing
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +288,7 @@ class PoolRunner:
         self.draining: dict[str, float] = {}  # pod -> when to look again before removing it
         self._unshielded = False
         self._config_hash: str | None = None  # of what new pods are made from
+        self.refusals = Refusals(body, logger, hub.clock)
 
     @property
     def env_keys(self) -> list[EnvKey]:
@@ -296,8 +304,15 @@ class PoolRunner:
                     watched = self.env_keys
                     self._unwatch = [self.hub.watch(key, self.poked.set) for key in watched]
                     self._unwatch += [self.hub.watch_arrivals(key, self._arrived) for key in watched]
-                timeout = await self.reconcile()
-                waiters = [asyncio.create_task(self.poked.wait()), asyncio.ensure_future(stopped.wait())]
+                try:
+                    timeout = await self.reconcile()
+                except Forbidden as error:
+                    timeout = await self._refused(error)
+                else:
+                    self.refusals.cleared()
+                waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stopped.wait())]
+                if not self.refusals.active:  # while refused, pod and presence events do not hasten the retry
+                    waiters.append(asyncio.create_task(self.poked.wait()))
                 await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
                     waiter.cancel()
@@ -646,6 +661,25 @@ class PoolRunner:
 
     def _count_decision(self, reason: str) -> None:
         metrics.SCALE_DECISIONS.labels(self.namespace, self.name, reason).inc()
+
+    async def _refused(self, error: Forbidden) -> float:
+        """Say what RBAC refused (log, Event, and the Ready condition unless the status write
+        is what was refused); return how long to wait before the next pass."""
+        delay = self.refusals.refused(error)
+        if error.resource != f"{PLURAL_POOL}/status":
+            generation = self.body.metadata.get("generation")
+            conditions = set_condition(self.conditions, "Ready", "False", FORBIDDEN, str(error), generation)
+            if conditions != self.conditions:
+                try:
+                    await self.hub.kube.patch_status(
+                        PLURAL_POOL, self.namespace, self.name, {"conditions": conditions}
+                    )
+                except Forbidden as again:
+                    self.refusals.refused(again)
+                else:
+                    self.conditions = conditions
+                    self._last_status = None  # the next full status is written whatever it holds
+        return delay
 
     async def _report_problem(self, message: str) -> None:
         if message != self._problem:

@@ -40,6 +40,11 @@ stop answered ``off`` or ``result``   Completed (Stopped)                    Com
 
 pendingTimeout runs from the accepted start to whatever marks Recording in the
 Jibri's dialect: the ``on`` report, or for a legacy Jibri also its busy presence.
+
+``self.status`` is the status the runner means to be written; a write the API server
+refuses (RBAC, see refusals.py) stays owed and is written first on the next try. The
+one write that must land before anything else happens, the write-ahead before a start,
+is undone locally when refused, so nothing is started that status does not name.
 """
 
 from __future__ import annotations
@@ -81,8 +86,10 @@ from jibri_operator.controllers.hub import (
     Orphan,
     env_label,
 )
+from jibri_operator.controllers.refusals import REASON as FORBIDDEN
+from jibri_operator.controllers.refusals import Refusals
 from jibri_operator.fleet.registry import Observation
-from jibri_operator.kube.client import SecretMissing
+from jibri_operator.kube.client import Forbidden, SecretMissing
 from jibri_operator.xmpp.brewery import BreweryClient, BreweryError, CommandTimeout, NotJoined
 from jibri_operator.xmpp.stanzas import (
     EmptyResult,
@@ -165,6 +172,8 @@ class SessionRunner:
         self.stop_seen = False
         self.seen_at = hub.clock()
         self.allowed_until = float("-inf")  # tenancy was checked and holds until then
+        self.unwritten: dict[str, Any] = {}  # status changes the API server has not taken yet
+        self.refusals = Refusals(body, logger, hub.clock)
 
     # -- the hub's side --------------------------------------------------------------
 
@@ -209,12 +218,19 @@ class SessionRunner:
             created = self.body.metadata.get("creationTimestamp")
             if created and stopped is not None:
                 self.hub.session_arrived(self.env_key, Arrival(self.uid, _epoch(str(created)), self.mode))
-            await self._resume()
+            await self._resume_unless_refused()
             while True:
-                if self.current is None:
-                    await self._schedule()
-                else:
-                    await self._follow()
+                try:
+                    if self.unwritten:
+                        await self._flush()
+                    if self.status.get("phase") in TERMINAL:
+                        return  # ended while its status write was refused, now written
+                    if self.current is None:
+                        await self._schedule()
+                    else:
+                        await self._follow()
+                except Forbidden as error:
+                    await self._refused(error)
         except SessionEnded:
             pass
         finally:
@@ -230,10 +246,52 @@ class SessionRunner:
         The status is read afresh: the deletion event's copy may predate the end its daemon
         has just written, and following it would send a second stop to a Jibri now idle."""
         self.deleting = True
-        latest = await self.hub.kube.get_custom(PLURAL_SESSION, self.namespace, self.name)
+        try:
+            latest = await self.hub.kube.get_custom(PLURAL_SESSION, self.namespace, self.name)
+        except Forbidden as error:
+            self.refusals.refused(error)  # the deletion event's status will have to do
+            latest = None
         if latest is not None:
             self.status = dict(latest.get("status") or {})
         await self.run(None)
+
+    async def _resume_unless_refused(self) -> None:
+        """Resume from status; a refused call meanwhile is waited out like any other."""
+        while True:
+            try:
+                await self._resume()
+                return
+            except Forbidden as error:
+                await self._refused(error)
+
+    async def _refused(self, error: Forbidden) -> None:
+        """Say what RBAC refused (log and Event, not too often), show it in the session's
+        conditions while no Jibri runs it (unless the status write is what was refused),
+        and wait before trying again; a stop or a deletion meanwhile is acted on."""
+        delay = self.refusals.refused(error)
+        if self.current is None and error.resource != f"{PLURAL_SESSION}/status":
+            if self._condition("Scheduled", "reason") != FORBIDDEN:
+                self._remember(
+                    phase=Phase.PENDING.value,
+                    conditions=self._conditions("Scheduled", "False", FORBIDDEN, str(error)),
+                )
+            if self.unwritten:
+                try:
+                    await self._write_status()
+                except Forbidden as again:
+                    self.refusals.refused(again)
+        # The whole delay, however busy its Jibri is: what arrives meanwhile is kept for the flow,
+        # except a deletion, which is acted on at once (a recording must stop, status or not).
+        deadline = self.hub.clock() + delay
+        held = []
+        while not self.deleting and (remaining := deadline - self.hub.clock()) > 0:
+            event = await self._next_event(remaining)
+            if event is None:
+                break
+            if not isinstance(event, Stopped):
+                held.append(event)
+        for event in held:
+            self.post(event)
 
     async def _watch_stopped(self, stopped: kopf.DaemonStopped) -> None:
         await stopped.wait()
@@ -456,7 +514,7 @@ class SessionRunner:
         stream_key: Secret | None = None
         if self.mode is RecordingMode.STREAM:
             ref = spec.get("streamKeySecretRef") or {}
-            try:
+            try:  # a Forbidden goes up to run(): it waits, says why, and comes back here
                 stream_key = await self.hub.kube.read_secret(
                     self.namespace, ref.get("name", ""), ref.get("key", "streamKey")
                 )
@@ -488,13 +546,22 @@ class SessionRunner:
     ) -> StartOutcome:
         attempts = int(self.status.get("attempts", 0))
         # Write-ahead, in one write: where this session may now be recording (so a restart
-        # knows), and the attempt it counts as (a busy answer takes it back).
-        await self.save(
-            phase=Phase.STARTING.value,
-            jibri=self._jibri_status(choice),
-            attempts=attempts + 1,
-            conditions=self._conditions("Scheduled", "True", "JibriSelected", f"selected {choice.nickname}"),
-        )
+        # knows), and the attempt it counts as (a busy answer takes it back). Refused, it is
+        # undone: nothing is sent that status does not name.
+        before = dict(self.status), dict(self.unwritten)
+        try:
+            await self.save(
+                phase=Phase.STARTING.value,
+                jibri=self._jibri_status(choice),
+                attempts=attempts + 1,
+                conditions=self._conditions(
+                    "Scheduled", "True", "JibriSelected", f"selected {choice.nickname}"
+                ),
+            )
+        except Forbidden:
+            self.status, self.unwritten = before
+            self._release(choice.occupant)
+            raise
         self.hub.attach(self.env_key, choice.occupant, self)
         labels = (self.namespace, self.env_key[1])
         unconfirmed = refused_mode = False
@@ -807,9 +874,11 @@ class SessionRunner:
         }
         if not succeeded:
             changes["failureReason"] = reason
-        await self.save(**changes)
-        await self._event(phase.value, message, warning=not succeeded)
         self._release()
+        try:
+            await self.save(**changes)  # refused, run() writes it (and ends) once it may
+        finally:
+            await self._event(phase.value, message, warning=not succeeded)
         raise SessionEnded
 
     def _release(self, occupant: str | None = None) -> None:
@@ -848,7 +917,25 @@ class SessionRunner:
     async def save(self, **changes: Any) -> None:
         """Merge ``changes`` into status and write them (None removes a field).
 
-        The first write also records the session id, so no write is spent on it alone."""
+        The first write also records the session id, so no write is spent on it alone.
+        A refused write raises :class:`Forbidden` and stays owed (``unwritten``), except
+        while the session is being deleted: then status no longer matters, and the
+        recording must still be stopped and the object let go."""
+        self._remember(**changes)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        try:
+            await self._write_status()
+        except Forbidden as error:
+            if not self.deleting:
+                raise
+            self.refusals.refused(error)
+            self.unwritten.clear()
+            return
+        self.refusals.cleared()
+
+    def _remember(self, **changes: Any) -> None:
         if not self.status.get("sessionId"):
             changes.setdefault("sessionId", self.session_id)
         if "phase" in changes and changes["phase"] != self.status.get("phase"):
@@ -862,9 +949,14 @@ class SessionRunner:
                 self.status.pop(key, None)
             else:
                 self.status[key] = value
-        changes["observedGeneration"] = self.body.metadata.get("generation")
+        self.unwritten.update(changes)
+
+    async def _write_status(self) -> None:
+        """Write what status owes (a merge patch: None removes a field)."""
+        changes = {**self.unwritten, "observedGeneration": self.body.metadata.get("generation")}
         self.status["observedGeneration"] = changes["observedGeneration"]
         await self.hub.kube.patch_status(PLURAL_SESSION, self.namespace, self.name, changes)
+        self.unwritten.clear()
 
     def _summary(self, phase: str, conditions: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         """kstatus' summary conditions, so `kubectl wait --for=condition=Ready`, Flux and Argo CD

@@ -3,12 +3,17 @@
 The official client is synchronous; its calls run in the default executor so
 the event loop (and with it XMPP and kopf) never waits on the network. Only
 the few calls the controllers need are here, each named for what it does.
+
+A call that RBAC refuses (HTTP 403) raises :class:`Forbidden`, which names the
+verb and the resource the operator's role lacks, so a controller can say so on
+the object concerned instead of failing blind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 from collections.abc import Callable
 from functools import partial
@@ -34,6 +39,74 @@ def api_verb(method: str) -> str:
 
 class SecretMissing(LookupError):
     """A referenced Secret or key does not exist. The message names them, never a value."""
+
+
+class Forbidden(PermissionError):
+    """The API server refused a call of the operator's (HTTP 403) to ``verb`` ``resource``
+    (``plural`` or ``plural/subresource``, in API group ``group``): RBAC (its role lacks the
+    verb), or an admission plugin (``reason`` is then the server's own message, which names
+    resources and rules, never an object's data). The message names them and where."""
+
+    def __init__(
+        self,
+        verb: str,
+        resource: str,
+        group: str = "",
+        namespace: str | None = None,
+        name: str = "",
+        reason: str = "",
+    ) -> None:
+        self.verb, self.resource, self.group = verb, resource, group
+        self.namespace, self.name, self.reason = namespace, name, reason
+        super().__init__(self.describe())
+
+    @property
+    def by_rbac(self) -> bool:
+        """RBAC's own refusal ('... cannot patch resource "x" ...'), or no word from the server."""
+        return not self.reason or f'cannot {self.verb} resource "' in self.reason
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What was refused, whatever the object: one report per key is enough."""
+        return (self.verb, self.group, self.resource)
+
+    @property
+    def qualified_resource(self) -> str:
+        """``recordingsessions.jibri.dev/status``, ``secrets``: as RBAC rules and kubectl name it."""
+        plural, _, sub = self.resource.partition("/")
+        qualified = f"{plural}.{self.group}" if self.group else plural
+        return f"{qualified}/{sub}" if sub else qualified
+
+    def describe(self) -> str:
+        where = f" in namespace {self.namespace}" if self.namespace else ""
+        target = f" ({self.name})" if self.name else ""
+        if not self.by_rbac:
+            return (
+                f"the API server forbids {self.verb} {self.qualified_resource}{where}{target}: {self.reason}"
+            )
+        return (
+            f"RBAC forbids {self.verb} {self.qualified_resource}{where}{target}: the operator's role must"
+            f' grant verb "{self.verb}" on resource "{self.resource}" in API group "{self.group}"'
+            " (manifests/rbac.yaml, or the Helm chart's RBAC)"
+        )
+
+
+def forbidden_or(
+    error: ApiException,
+    verb: str,
+    resource: str,
+    group: str = "",
+    namespace: str | None = None,
+    name: str = "",
+) -> ApiException | Forbidden:
+    """``error`` as :class:`Forbidden` if it is a 403, else ``error`` itself, to be raised."""
+    if error.status != 403:
+        return error
+    try:
+        said = str(json.loads(error.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        said = ""
+    return Forbidden(verb, resource, group, namespace, name, reason=said)
 
 
 def load_config(kubeconfig: str | None = None, connections: int = 32) -> kubernetes.client.ApiClient:
@@ -84,6 +157,23 @@ class Kube:
                 self.on_error(api_verb(function.__name__), int(error.status or 0))
             raise
 
+    async def _as(
+        self,
+        verb: str,
+        resource: str,
+        group: str,
+        namespace: str | None,
+        name: str,
+        function: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """``_call``, with a 403 raised as :class:`Forbidden` naming ``verb`` on ``resource``."""
+        try:
+            return await self._call(function, *args, **kwargs)
+        except ApiException as error:
+            raise forbidden_or(error, verb, resource, group, namespace, name) from None
+
     async def read_secret(self, namespace: str, name: str, key: str) -> Secret:
         """One key of a Secret, wrapped so it cannot be printed."""
         values = await self.read_secret_keys(namespace, name, [key])
@@ -91,7 +181,9 @@ class Kube:
 
     async def read_secret_keys(self, namespace: str, name: str, keys: list[str]) -> dict[str, Secret]:
         try:
-            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+            secret = await self._as(
+                "get", "secrets", "", namespace, name, self.core.read_namespaced_secret, name, namespace
+            )
         except ApiException as error:
             if error.status == 404:
                 raise SecretMissing(f"Secret {namespace}/{name} not found") from None
@@ -108,9 +200,10 @@ class Kube:
 
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = await self._call(
-                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-            )
+            result: dict[str, Any] = await self._as(
+                "get", plural, GROUP, namespace, name,
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name,
+            )  # fmt: skip
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -120,7 +213,7 @@ class Kube:
     async def namespace_labels(self, name: str) -> dict[str, str] | None:
         """A namespace's labels; None when it does not exist."""
         try:
-            namespace = await self._call(self.core.read_namespace, name)
+            namespace = await self._as("get", "namespaces", "", None, name, self.core.read_namespace, name)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -130,7 +223,12 @@ class Kube:
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> bool:
         """Merge ``status`` into the object's status subresource. False when the object is gone."""
         try:
-            await self._call(
+            await self._as(
+                "patch",
+                f"{plural}/status",
+                GROUP,
+                namespace,
+                name,
                 self.custom.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -148,19 +246,40 @@ class Kube:
     # -- pods and the pool's Secret -------------------------------------------------------------
 
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        result = await self._call(self.core.list_namespaced_pod, namespace, label_selector=selector)
+        result = await self._as(
+            "list",
+            "pods",
+            "",
+            namespace,
+            "",
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+        )
         pods: list[dict[str, Any]] = self.api_client.sanitize_for_serialization(result)["items"]
         return pods
 
     async def create_pod(self, namespace: str, body: dict[str, Any]) -> str:
-        created = await self._call(self.core.create_namespaced_pod, namespace, body)
+        created = await self._as(
+            "create", "pods", "", namespace, "", self.core.create_namespaced_pod, namespace, body
+        )
         return str(created.metadata.name)
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete exactly this pod (a uid precondition), letting it terminate gracefully."""
         body = {"preconditions": {"uid": uid}}
         try:
-            await self._call(self.core.delete_namespaced_pod, name, namespace, body=body)
+            await self._as(
+                "delete",
+                "pods",
+                "",
+                namespace,
+                name,
+                self.core.delete_namespaced_pod,
+                name,
+                namespace,
+                body=body,
+            )
         except ApiException as error:
             if error.status not in (404, 409):
                 raise
@@ -176,15 +295,22 @@ class Kube:
             "data": encoded,
         }
         try:
-            current = await self._call(self.core.read_namespaced_secret, name, namespace)
+            current = await self._as(
+                "get", "secrets", "", namespace, name, self.core.read_namespaced_secret, name, namespace
+            )
         except ApiException as error:
             if error.status != 404:
                 raise
-            await self._call(self.core.create_namespaced_secret, namespace, body)
+            await self._as(
+                "create", "secrets", "", namespace, name, self.core.create_namespaced_secret, namespace, body
+            )
             return True
         if (current.data or {}) == encoded:
             return False
-        await self._call(self.core.patch_namespaced_secret, name, namespace, {"data": encoded})
+        await self._as(
+            "patch", "secrets", "", namespace, name,
+            self.core.patch_namespaced_secret, name, namespace, {"data": encoded},
+        )  # fmt: skip
         return True
 
     # -- a pool's ConfigMap (its learned arrival profile), its PDB and its pods' labels ---------------

@@ -13,14 +13,17 @@ from typing import Any
 
 
 class ApiError(Exception):
-    """An HTTP error answered with a `Status` body."""
+    """An HTTP error answered with a `Status` body (or, `plain`, with its message as text)."""
 
-    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None):
+    def __init__(
+        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None, plain: bool = False
+    ):
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
+        self.plain = plain
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -39,13 +42,68 @@ class ApiError(Exception):
         return body
 
 
+class Undecodable(ApiError):
+    """A create or update body that is no JSON object, worded as kube-apiserver's decoder
+    words it once the kind it wanted is known (`as_kind`)."""
+
+    def __init__(self, raw: bytes, why: str):
+        super().__init__(400, "BadRequest", why)
+        self.raw, self.why = raw, why
+
+    def as_kind(self, kind: str) -> ApiError:
+        raw = self.raw
+        if not raw:
+            summary = "<empty>"
+        elif raw[:1] == b"{":
+            summary = raw[:30].decode(errors="replace") + (" ..." if len(raw) > 30 else "")
+        else:
+            summary = raw[:30].hex() + (" ..." if len(raw) > 30 else "")
+        return bad_request(
+            f"the object provided is unrecognized (must be of type {kind}): {self.why} ({summary})"
+        )
+
+
+_GO_KIND_STRUCT = (
+    'struct { APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }'
+)
+_GO_JSON_ERRORS = {
+    "Expecting value": "invalid character {ch} looking for beginning of value",
+    "Expecting ':' delimiter": "invalid character {ch} after object key",
+    "Expecting ',' delimiter": "invalid character {ch} after object key:value pair",
+    "Expecting property name enclosed in double quotes": "invalid character {ch} looking for beginning of object key string",
+    "Extra data": "invalid character {ch} after top-level value",
+}
+
+
+def decode_object(raw: bytes) -> Any:
+    """A JSON create/update body; raises Undecodable with Go's encoding/json words for what it is not."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        text = raw.decode(errors="replace")
+        if exc.pos >= len(text.rstrip()):
+            why = "unexpected end of JSON input"
+        elif exc.msg in _GO_JSON_ERRORS:
+            why = _GO_JSON_ERRORS[exc.msg].format(ch=repr(text[exc.pos]))
+        else:
+            why = exc.msg
+        raise Undecodable(raw, f"couldn't get version/kind; json parse error: {why}") from None
+    if value is not None and not isinstance(value, dict):
+        kind = {list: "array", str: "string", bool: "bool"}.get(type(value), "number")
+        raise Undecodable(
+            raw,
+            f"couldn't get version/kind; json parse error: json: cannot unmarshal {kind} into Go value of type {_GO_KIND_STRUCT}",
+        )
+    return value
+
+
 def qualified(plural_or_kind: str, group: str) -> str:
     """`widgets.test.example.com`, or `pods` for the core group."""
     return f"{plural_or_kind}.{group}" if group else plural_or_kind
 
 
 def _details(name: str, group: str, kind: str) -> dict[str, Any]:
-    details: dict[str, Any] = {"name": name, "kind": kind}
+    details: dict[str, Any] = {"name": name, "kind": kind} if name else {"kind": kind}
     if group:
         details["group"] = group
     return details
@@ -77,8 +135,13 @@ def conflict(plural: str, group: str, name: str, why: str | None = None) -> ApiE
 
 
 def path_not_found() -> ApiError:
-    """What the real server answers for a URL that names no resource it serves."""
-    return ApiError(404, "NotFound", "the server could not find the requested resource")
+    """What the real server answers for a URL of a group version it serves that names no resource."""
+    return ApiError(404, "NotFound", "the server could not find the requested resource", {})
+
+
+def page_not_found() -> ApiError:
+    """A URL outside every served group version: kube-apiserver's mux answers in plain text."""
+    return ApiError(404, "NotFound", "404 page not found\n", plain=True)
 
 
 def bad_request(message: str) -> ApiError:
@@ -98,6 +161,16 @@ def method_not_allowed(
     message: str = "the server does not allow this method on the requested resource",
 ) -> ApiError:
     return ApiError(405, "MethodNotAllowed", message)
+
+
+def unknown_media_type() -> ApiError:
+    """A PATCH whose Content-Type is no patch type at all."""
+    return ApiError(415, "UnsupportedMediaType", "415: Unsupported Media Type", {})
+
+
+def invalid_options(kind: str, causes: list[FieldError]) -> ApiError:
+    """Bad query options, e.g. dryRun=Maybe: `CreateOptions.meta.k8s.io "" is invalid: ...`."""
+    return invalid_object(kind, "meta.k8s.io", "", causes)
 
 
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
@@ -146,6 +219,11 @@ def go_value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def go_strings(values: list[str]) -> str:
+    """A []string as Go's %#v prints it: []string{"a", "b"}."""
+    return "[]string{" + ", ".join(json.dumps(v) for v in values) + "}"
 
 
 @dataclass(frozen=True)

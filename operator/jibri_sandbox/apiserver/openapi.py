@@ -10,7 +10,7 @@
   custom resources, which is exactly what it sends a real server.
 
 Built-in kinds get a thin schema (kind, apiVersion, metadata, spec, status);
-`/openapi/v2` is not served (404), which kubectl tolerates.
+`/openapi/v2` is openapiv2.py's (kubectl reads it to validate a `kind: List` file).
 """
 
 from __future__ import annotations

@@ -14,9 +14,12 @@ types' `patchMergeKey` tags (see `MERGE_KEYS`), since the server has no Go struc
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from . import errors
+
+log = logging.getLogger(__name__)
 
 
 def clone(value: Any) -> Any:
@@ -47,8 +50,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def _invalid(message: str) -> errors.ApiError:
+    """kube-apiserver says no more than this of a JSON patch that cannot apply (a failed `test`,
+    a missing path); `message` is kept for the emulation's log only."""
+    log.debug("JSON patch refused: %s", message)
     return errors.ApiError(
-        422, "Invalid", f"the server rejected our request due to an error in our request: {message}"
+        422, "Invalid", "the server rejected our request due to an error in our request", {}
     )
 
 

@@ -155,15 +155,22 @@ class Api:
         if not isinstance(body, dict):
             raise errors.bad_request(f"Object '{rt.kind}' is invalid: the body must be a JSON object")
         kind, api_version = body.get("kind"), body.get("apiVersion")
+        if rt.builtin and (kind or rt.kind, api_version or rt.api_version) != (rt.kind, rt.api_version):
+            raise self._cannot_decode(rt, kind or rt.kind, api_version or rt.api_version)
         if kind is not None and kind != rt.kind:
-            raise errors.bad_request(
-                f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
+            name = str((body.get("metadata") or {}).get("name") or "")
+            raise errors.invalid_object(
+                kind, rt.group, name, [errors.invalid("kind", kind, f"must be {rt.kind}")]
             )
         if api_version is not None and api_version != rt.api_version:
             raise errors.bad_request(
                 f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})"
             )
         obj = patch.clone(body)
+        if rt.builtin:  # Go's omitempty: an empty ConfigMap's or Secret's data is no data
+            for empty in ("data", "binaryData", "stringData"):
+                if obj.get(empty) == {}:
+                    del obj[empty]
         obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
         if not isinstance(obj.get("metadata"), dict):
             obj["metadata"] = {}
@@ -179,6 +186,18 @@ class Api:
             obj["apiVersion"] = f"{rt.group}/{storage_version}"
         result: Obj = obj
         return result
+
+    def _cannot_decode(self, rt: ResourceType, kind: str, api_version: str) -> errors.ApiError:
+        """A built-in kind's body of another kind or version, worded as kube-apiserver's decoder does."""
+        version = api_version.rpartition("/")[2]
+        prefix = f'{kind} in version "{version}" cannot be handled as a {rt.kind}'
+        if api_version == rt.api_version == "v1" and self.registry.by_kind(api_version, kind) is not None:
+            return errors.bad_request(
+                f"{prefix}: converting (v1.{kind}) to (core.{rt.kind}): unknown conversion"
+            )
+        return errors.bad_request(
+            f'{prefix}: no kind "{kind}" is registered for version "{api_version}" in scheme "pkg/runtime/scheme.go:110"'
+        )
 
     def _validate(
         self, rt: ResourceType, obj: Obj, old: Obj | None, validation: str, subresource: str = ""
@@ -292,7 +311,7 @@ class Api:
             ]
             if added:
                 raise errors.invalid_object(rt.kind, rt.group, name, [errors.forbidden_field(
-                    "metadata.finalizers", f"no new finalizers can be added if the object is being deleted, found new finalizers {added}")])  # fmt: skip
+                    "metadata.finalizers", f"no new finalizers can be added if the object is being deleted, found new finalizers {errors.go_strings(added)}")])  # fmt: skip
         if rt.builtin:
             builtins.prepare(rt.kind, new, old)
         warnings = self._validate(rt, new, old, validation, subresource)
@@ -380,7 +399,7 @@ class Api:
                 raise errors.unsupported_media_type(content_type, [JSON_PATCH, MERGE, APPLY])
             new = patch.strategic_merge(current, body)
         else:
-            raise errors.unsupported_media_type(content_type, [JSON_PATCH, MERGE, APPLY, STRATEGIC])
+            raise errors.unknown_media_type()
         if not isinstance(new, dict):
             raise errors.bad_request("the patch did not produce an object")
         new = patch.clone(new)
@@ -484,17 +503,17 @@ class Api:
         pre = options.get("preconditions") or {}
         if pre.get("uid") and pre["uid"] != old["metadata"].get("uid"):
             raise errors.conflict(
-                rt.plural,
+                rt.kind,
                 rt.group,
                 name,
-                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {old['metadata'].get('uid')}",
+                f"the UID in the precondition ({pre['uid']}) does not match the UID in record ({old['metadata'].get('uid')}). The object might have been deleted and then recreated",
             )
         if pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"]["resourceVersion"]:
             raise errors.conflict(
-                rt.plural,
+                rt.kind,
                 rt.group,
                 name,
-                f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, ResourceVersion in object meta: {old['metadata']['resourceVersion']}",
+                f"the ResourceVersion in the precondition ({pre['resourceVersion']}) does not match the ResourceVersion in record ({old['metadata']['resourceVersion']}). The object might have been modified",
             )
         policy = options.get("propagationPolicy")
         if policy is None and options.get("orphanDependents") is not None:
@@ -660,6 +679,7 @@ class Api:
             self.registry.remove_storage(*storage)
             for leftover in self.store.items(storage):
                 self.store.remove(storage, leftover)
+            self.store.end(storage)
 
     def _after_write(self, rt: ResourceType, stored: Obj, old: Obj | None) -> None:
         if (
@@ -670,6 +690,7 @@ class Api:
             self.registry.remove_storage(stored["spec"]["group"], stored["spec"]["names"]["plural"])
             for served in crds.resource_types(stored):
                 self.registry.add(served)
+                self.store.begin(served.storage)
             status = crds.established_status(stored)
             if (
                 stored.get("status", {}).get("conditions")

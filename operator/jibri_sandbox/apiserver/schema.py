@@ -177,6 +177,12 @@ def _num(value: float) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
+# Errors after which kube-apiserver evaluates no CEL rule at all (apiextensions' hasBlockingErr):
+# a rule could not even look at such a value.
+BLOCKING = {"Unsupported value", "Required value", "Too long", "Too many"}  # and a wrong type
+NOT_CHECKED = "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"
+
+
 def validate(
     value: Any,
     schema: Schema | None,
@@ -184,8 +190,69 @@ def validate(
     old: Any = _MISSING,
     errs: list[errors.FieldError] | None = None,
 ) -> list[errors.FieldError]:
-    """Validate `value` against a structural schema; `old` enables CEL transition rules."""
-    errs = [] if errs is None else errs
+    """Validate `value` against a structural schema, then its CEL rules (`old` enables transition
+    rules), as kube-apiserver does: every OpenAPI error first; then, unless one of them is
+    blocking, every rule, a node's before its children's; if one is, no rule, and an error
+    saying so where the schema has rules."""
+    errs = _check(value, schema, path, old, [] if errs is None else errs)
+    if schema is None or not _has_rules(schema):
+        return errs
+    if any(e.type in BLOCKING or e.reason == "FieldValueTypeInvalid" for e in errs):
+        errs.append(errors.FieldError("Invalid value", "<nil>", NOT_CHECKED, None))
+    else:
+        check_rules(value, schema, path, old, errs)
+    return errs
+
+
+def _has_rules(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return bool(schema.get("x-kubernetes-validations")) or any(_has_rules(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_has_rules(v) for v in schema)
+    return False
+
+
+def check_rules(
+    value: Any, schema: Schema | None, path: str, old: Any, errs: list[errors.FieldError]
+) -> None:
+    """The CEL rules of `schema` and of everything under it, on `value`."""
+    if schema is None or value is None:
+        return
+    rules = schema.get("x-kubernetes-validations")
+    if rules:
+        stype = schema.get("type") or ("object" if isinstance(value, dict) else _type_name(value))
+        errs.extend(
+            cel.check(rules, value, None if old is _MISSING else old, old is not _MISSING, stype, path)
+        )
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        old_map = old if isinstance(old, dict) else {}
+        for key, sub in props.items():
+            if key in value:
+                check_rules(value[key], sub, _join(path, key), old_map.get(key, _MISSING), errs)
+        additional = schema.get("additionalProperties")
+        if isinstance(additional, dict):
+            for key, item in value.items():
+                if key not in props:
+                    check_rules(item, additional, f"{path}[{key}]", old_map.get(key, _MISSING), errs)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        keys = schema.get("x-kubernetes-list-map-keys") or []
+        old_by_key: dict[Any, Any] = {}
+        if schema.get("x-kubernetes-list-type") == "map" and isinstance(old, list):
+            old_by_key = {tuple(o.get(key) for key in keys): o for o in old if isinstance(o, dict)}
+        for i, item in enumerate(value):
+            item_old = (
+                old_by_key.get(tuple(item.get(key) for key in keys), _MISSING)
+                if old_by_key and isinstance(item, dict)
+                else _MISSING
+            )
+            check_rules(item, schema["items"], f"{path}[{i}]", item_old, errs)
+
+
+def _check(
+    value: Any, schema: Schema | None, path: str, old: Any, errs: list[errors.FieldError]
+) -> list[errors.FieldError]:
+    """OpenAPI validation only (no CEL)."""
     if schema is None:
         return errs
     name = path or "body"
@@ -199,7 +266,6 @@ def validate(
         actual = _type_name(value)
         errs.append(errors.type_invalid(path, actual, f'{name} in body must be of type {wanted}: "{actual}"'))
         return errs
-    before = len(errs)
     if "enum" in schema and value not in schema["enum"]:
         errs.append(errors.not_supported(path, value, schema["enum"]))
     if isinstance(value, str):
@@ -211,12 +277,6 @@ def validate(
     elif isinstance(value, dict):
         _validate_object(value, schema, path, name, old, errs)
     _validate_combinators(value, schema, path, errs)
-    rules = schema.get("x-kubernetes-validations")
-    if rules and len(errs) == before:
-        stype = schema.get("type") or ("object" if isinstance(value, dict) else _type_name(value))
-        errs.extend(
-            cel.check(rules, value, None if old is _MISSING else old, old is not _MISSING, stype, path)
-        )
     return errs
 
 
@@ -297,7 +357,7 @@ def _validate_array(
             if list_type == "map" and isinstance(item, dict):
                 keys = schema.get("x-kubernetes-list-map-keys") or []
                 item_old = old_by_key.get(tuple(item.get(key) for key in keys), _MISSING)
-            validate(item, items, f"{path}[{i}]", item_old, errs)
+            _check(item, items, f"{path}[{i}]", item_old, errs)
 
 
 def _validate_object(
@@ -318,23 +378,26 @@ def _validate_object(
     old_map = old if isinstance(old, dict) else {}
     for key, sub in props.items():
         if key in value:
-            validate(value[key], sub, _join(path, key), old_map.get(key, _MISSING), errs)
+            _check(value[key], sub, _join(path, key), old_map.get(key, _MISSING), errs)
     additional = schema.get("additionalProperties")
     if isinstance(additional, dict):
         for key, item in value.items():
             if key not in props:
-                validate(item, additional, f"{path}[{key}]", old_map.get(key, _MISSING), errs)
+                _check(item, additional, f"{path}[{key}]", old_map.get(key, _MISSING), errs)
 
 
 def _validate_combinators(value: Any, schema: Schema, path: str, errs: list[errors.FieldError]) -> None:
     for sub in schema.get("allOf") or ():
-        validate(value, sub, path, _MISSING, errs)
+        _check(value, sub, path, _MISSING, errs)
     shown = value if not isinstance(value, dict | list) else _type_name(value)
-    if "anyOf" in schema and not any(not validate(value, sub, path) for sub in schema["anyOf"]):
+    if "anyOf" in schema and not any(not _check(value, sub, path, _MISSING, []) for sub in schema["anyOf"]):
         errs.append(errors.invalid(path, shown, "must validate at least one schema (anyOf)"))
-    if "oneOf" in schema and sum(1 for sub in schema["oneOf"] if not validate(value, sub, path)) != 1:
+    if (
+        "oneOf" in schema
+        and sum(1 for sub in schema["oneOf"] if not _check(value, sub, path, _MISSING, [])) != 1
+    ):
         errs.append(errors.invalid(path, shown, "must validate one and only one schema (oneOf)"))
-    if "not" in schema and not validate(value, schema["not"], path):
+    if "not" in schema and not _check(value, schema["not"], path, _MISSING, []):
         errs.append(errors.invalid(path, shown, "must not validate the schema (not)"))
 
 

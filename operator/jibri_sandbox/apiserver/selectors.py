@@ -45,6 +45,7 @@ class Requirement:
         return number > bound if self.op == "gt" else number < bound
 
 
+_OPERATORS = {"!=", "==", "=", ">", "<", "(", ")", "!"}
 _TOKEN = re.compile(r"\s*(!=|==|=|>|<|\(|\)|,|!|[^\s!=<>(),]+)")
 _KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -90,6 +91,8 @@ def parse_labels(text: str | None) -> list[Requirement]:
             i += 1
             if op in ("=", "==", "!="):
                 value = toks[i] if i < len(toks) and toks[i] != "," else ""
+                if value in _OPERATORS:
+                    raise bad(f"found '{value}', expected: identifier")
                 if value:
                     i += 1
                 reqs.append(Requirement(key, "!=" if op == "!=" else "=", (value,)))
@@ -235,14 +238,23 @@ def parse_fields(text: str | None) -> list[tuple[str, str, str]]:
     return out
 
 
+META_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+
+
 def field_matcher(
-    text: str | None, allowed: set[str], extract: Callable[[Obj, str], Any] = lookup
+    text: str | None, allowed: set[str], extract: Callable[[Obj, str], Any] = lookup, builtin: bool = False
 ) -> Callable[[Obj], bool] | None:
+    """`builtin`: a built-in kind, whose refusal of an unknown field is worded by its own
+    conversion function, or apimachinery's default one where it selects by name only."""
     terms = parse_fields(text)
     if not terms:
         return None
     for field, _, _ in terms:
         if field not in allowed:
+            if builtin and allowed == META_FIELDS:
+                raise errors.bad_request(
+                    f'"{field}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+                )
             raise errors.bad_request(f"field label not supported: {field}")
 
     def match(obj: Obj) -> bool:

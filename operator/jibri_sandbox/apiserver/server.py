@@ -30,7 +30,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import builtins, discovery, errors, faults, kubeconfig, openapi, protobuf, tables, tls
+from . import builtins, discovery, errors, faults, kubeconfig, openapi, openapiv2, protobuf, tables, tls
+from . import options as write_options
 from .audit import AuditLog
 from .disruption import DisruptionController
 from .eviction import Evictions
@@ -61,6 +62,8 @@ def respond(
 
 
 def error_response(exc: errors.ApiError) -> web.Response:
+    if exc.plain:
+        return web.Response(text=exc.message, status=exc.code)
     response = web.Response(body=encode(exc.status()), status=exc.code, content_type=JSON)
     retry_after = (exc.details or {}).get("retryAfterSeconds")
     if retry_after:  # responsewriters.ErrorNegotiated: a suggested delay is also a header
@@ -179,7 +182,11 @@ class Handler:
         if path == "/version":
             return respond(discovery.VERSION)
         if path == "/":
-            return respond({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version", "/healthz"]})
+            return respond(
+                {"paths": ["/api", "/api/v1", "/apis", "/openapi/v2", "/openapi/v3", "/version", "/healthz"]}
+            )
+        if parts == ["openapi", "v2"]:
+            return self._openapi_v2(request)
         if parts[0] == "openapi":
             return self._openapi(parts)
         if parts[0] == "api" and len(parts) <= 2:
@@ -187,15 +194,20 @@ class Handler:
         if parts[0] == "apis" and len(parts) <= 3:
             return self._discovery_groups(request, parts)
         if parts[0] not in ("api", "apis"):
-            raise errors.path_not_found()
+            raise errors.page_not_found()
         target = self._route(parts)
-        return await self._resource(request, target)
+        try:
+            return await self._resource(request, target)
+        except errors.Undecodable as exc:
+            raise exc.as_kind(target.rt.kind) from None
 
     def _route(self, parts: list[str]) -> Target:
         if parts[0] == "api":
             group, version, rest = "", parts[1], parts[2:]
         else:
             group, version, rest = parts[1], parts[2], parts[3:]
+        if version not in self.registry.groups().get(group, []):
+            raise errors.page_not_found()  # no handler for that group version at all
         watch = False
         if rest and rest[0] == "watch":
             watch, rest = True, rest[1:]
@@ -256,6 +268,13 @@ class Handler:
             raise errors.path_not_found()
         return respond(doc)
 
+    def _openapi_v2(self, request: web.Request) -> web.Response:
+        """/openapi/v2: gnostic protobuf for kubectl (it asks for nothing else), JSON otherwise."""
+        doc = openapiv2.document(self.registry)
+        if openapiv2.PROTOBUF in request.headers.get("Accept", ""):
+            return web.Response(body=openapiv2.to_protobuf(doc), content_type=openapiv2.PROTOBUF_RESPONSE)
+        return respond(doc)
+
     # --- resources --------------------------------------------------------------------------------
 
     async def _body(self, request: web.Request) -> Any:
@@ -266,6 +285,8 @@ class Handler:
         try:
             if ctype in ("application/yaml", APPLY) or (raw[:1] not in (b"{", b"[", b"") and ctype != JSON):
                 return yaml.safe_load(raw) if raw else None
+            if request.method in ("POST", "PUT") and ctype == JSON:
+                return errors.decode_object(raw)  # an object, or Undecodable (worded once the kind is known)
             return json.loads(raw) if raw else None
         except ValueError as exc:
             raise errors.bad_request(f"error decoding request body: {exc}") from None
@@ -327,6 +348,7 @@ class Handler:
         if rt.namespaced and t.namespace is None and method != "GET":
             raise errors.path_not_found()
         ns = t.namespace or ""
+        write_options.check(method, q, q.getall("dryRun", []), request.content_type)
         dry_run = q.get("dryRun") == "All"
         validation = q.get("fieldValidation") or "Warn"
         if method == "GET":
@@ -416,7 +438,7 @@ class Handler:
         allowed = set(rt.field_labels) | set(rt.selectable_fields)
         extract = builtins.event_field if rt.storage == ("", "events") else lookup
         labels = label_matcher(q.get("labelSelector"))
-        fields = field_matcher(q.get("fieldSelector"), allowed, extract)
+        fields = field_matcher(q.get("fieldSelector"), allowed, extract, rt.builtin)
         by_name = (lambda obj: obj["metadata"]["name"] == name) if name else None  # legacy /watch/.../<name>
         return both(labels, fields, by_name)
 
@@ -474,6 +496,8 @@ class Handler:
             list_meta["remainingItemCount"] = remaining
         fmt = _accept_as(request)
         served = [self.api.present(rt, o) for o in items]
+        if rt.builtin and fmt not in ("Table", "Partial"):  # a typed list's items carry no kind or apiVersion
+            served = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in served]
         if fmt == "Table":
             return respond(tables.table(rt, served, list_meta, q.get("includeObject", "Metadata")))
         if fmt == "Partial":
@@ -576,10 +600,14 @@ class Handler:
     def _encode_event(
         self, rt: ResourceType, kind: str, event: Event, fmt: str, include: str, first: list[bool]
     ) -> bytes:
+        source = event.obj
+        if kind == "DELETED" and event.type != "DELETED" and event.old is not None:
+            # It no longer matches the watch's selector: the last state that did, at this version.
+            source = {**event.old, "metadata": {**event.old["metadata"], "resourceVersion": str(event.rv)}}
         if fmt == "Table":
             obj = tables.table(
                 rt,
-                [self.api.present(rt, event.obj)],
+                [self.api.present(rt, source)],
                 {"resourceVersion": str(event.rv)},
                 include,
                 headers=first[0],
@@ -589,7 +617,7 @@ class Handler:
         cache_key = f"{kind}|{rt.api_version}|{fmt}"
         data = event.encoded.get(cache_key)
         if data is None:
-            obj = self.api.present(rt, event.obj)
+            obj = self.api.present(rt, source)
             if fmt == "Partial":
                 obj = {
                     "kind": "PartialObjectMetadata",
@@ -671,7 +699,7 @@ class Handler:
                 await response.write(encode({"type": "ERROR", "object": error.status()}) + b"\n")
                 return response
             chunk = b"".join(self._encode_event(rt, k, e, fmt, include, first) for k, e in backlog)
-            if initial and _bool(send_initial):
+            if initial and bookmarks:  # whenever initial events are sent, as kube-apiserver 1.34 does
                 chunk += self._bookmark(rt, start_rv, initial_end=True)
             if chunk:
                 await response.write(chunk)

@@ -9,7 +9,9 @@ may serialise the stored dicts directly, so no per-write deep copies of the stor
 History: the last `history_size` events are kept, each with the object before
 and after. That serves watches from a resourceVersion, `resourceVersionMatch=Exact`
 lists and consistent `continue` pages (by rolling back), and tells when a
-version is too old (410 Gone), like etcd compaction does.
+version is too old (410 Gone), like etcd compaction does. A custom resource's
+history also begins when its CRD is established (`begin`): kube-apiserver's watch
+cache for it starts there, and a watch from an earlier version is too old.
 
 Persistence: `dump()` and `load()` carry the objects and the resourceVersion counter
 over a restart. The history is not kept: like kube-apiserver's watch cache, which
@@ -102,6 +104,7 @@ class Store:
         self.dependents: dict[str, set[tuple[Storage, Key]]] = collections.defaultdict(set)
         self.history: collections.deque[Event] = collections.deque(maxlen=history_size)
         self.compacted = 1  # versions at or below this are no longer in the history
+        self.origins: dict[Storage, int] = {}  # where a custom resource's history begins
         self.watchers: dict[Storage, set[Watcher]] = collections.defaultdict(set)
         self.listeners: list[Callable[[Event], None]] = []
 
@@ -218,13 +221,21 @@ class Store:
 
     # --- history -----------------------------------------------------------------------------
 
-    def check_version(self, rv: int) -> None:
-        if rv < self.compacted:
-            raise errors.gone(f"too old resource version: {rv} ({self.compacted})")
+    def check_version(self, rv: int, storage: Storage | None = None) -> None:
+        oldest = max(self.compacted, self.origins.get(storage, 0) if storage else 0)
+        if rv < oldest:
+            raise errors.gone(f"too old resource version: {rv} ({oldest})")
+
+    def begin(self, storage: Storage) -> None:
+        """A custom resource is served from now on: its history starts here."""
+        self.origins.setdefault(storage, self.rv)
+
+    def end(self, storage: Storage) -> None:
+        self.origins.pop(storage, None)
 
     def events_since(self, storage: Storage, rv: int) -> Iterable[Event]:
         """Events of one storage after `rv`; raises 410 Gone if the history no longer reaches back."""
-        self.check_version(rv)
+        self.check_version(rv, storage)
         return [e for e in self.history if e.rv > rv and e.storage == storage]
 
     def snapshot(self, storage: Storage, rv: int) -> dict[Key, Obj]:

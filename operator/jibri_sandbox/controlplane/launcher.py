@@ -14,6 +14,12 @@ ReplicaSets for the operator's own pods) and nothing that
 needs a cloud, a scheduler or kube-proxy: the sandbox kubelet schedules and
 runs pods itself.
 
+Every request a service account of namespace `jibri-operator` makes (the
+operator, as manifests/ installs it) is written to DIR/kube-apiserver-audit.log
+(audit.k8s.io/v1 Events, one JSON line each, at Metadata level: who, verb,
+resource, response code, never a body), so a test can count what the operator
+asked and what it was refused; `audit_events()` reads it.
+
 Every run starts from an empty DIR/controlplane (new CA, new etcd), as the
 emulated server starts from an empty store. DIR/kubeconfig is written last,
 once pods can be created (the `default` service account and the root CA
@@ -36,6 +42,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from jibri_sandbox.apiserver import kubeconfig as kubeconfig_file
 from jibri_sandbox.children import stop_group, term_with_parent
@@ -48,6 +55,7 @@ log = logging.getLogger(__name__)
 SERVICE_CIDR = "10.0.0.0/24"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMIN_USER = "jibri-sandbox-admin"
+AUDITED_GROUP = "system:serviceaccounts:jibri-operator"  # every ServiceAccount of the operator's namespace
 OPERATOR_USER = "jibri-operator"
 KCM_USER = "system:kube-controller-manager"  # bootstrap RBAC grants this user its role
 # Controllers a real cluster runs that this operator meets; nothing that needs a cloud or a scheduler.
@@ -95,6 +103,7 @@ class ControlPlane:
         self.kubeconfig = self.directory / "kubeconfig"
         self.operator_kubeconfig = self.directory / "operator.kubeconfig"
         self.log = self.directory / "kube-apiserver.log"
+        self.audit_log = self.directory / "kube-apiserver-audit.log"
         self.state = self.directory / "controlplane"
         self.url = ""
         self.etcd_url = ""
@@ -130,6 +139,7 @@ class ControlPlane:
         binaries = self.binaries or Binaries.find()
         self.kubeconfig.unlink(missing_ok=True)
         self.operator_kubeconfig.unlink(missing_ok=True)
+        self.audit_log.unlink(missing_ok=True)
         if self.state.exists():
             shutil.rmtree(self.state)
         self.state.mkdir(parents=True)
@@ -202,6 +212,20 @@ class ControlPlane:
         )
         self._wait("etcd", lambda: _status(f"{self.etcd_url}/health") == 200, "/health")
 
+    def _audit_policy(self) -> Path:
+        policy = self.state / "audit-policy.json"
+        policy.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [{"level": "Metadata", "userGroups": [AUDITED_GROUP]}, {"level": "None"}],
+                }
+            )
+        )
+        return policy
+
     def _start_apiserver(self, binaries: Binaries, pki: pki_module.Pki) -> None:
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
@@ -218,7 +242,9 @@ class ControlPlane:
                 f"--client-ca-file={pki.ca_cert}",
                 f"--token-auth-file={pki.token_file}",
                 "--authorization-mode=Node,RBAC",
-                "--enable-admission-plugins=NodeRestriction",  # on top of the default set
+                # On top of the default set. OwnerReferencesPermissionEnforcement is what OpenShift and
+                # hardened clusters run: blockOwnerDeletion on an owner needs `update` on its finalizers.
+                "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement",
                 f"--service-account-issuer={ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
@@ -226,6 +252,8 @@ class ControlPlane:
                 # No pod reaches the API through the `kubernetes` Service here, and Endpoints
                 # may not hold a loopback address: don't reconcile them.
                 "--endpoint-reconciler-type=none",
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
                 "--profiling=false",
                 f"--cert-dir={self.state / 'apiserver'}",
             ],
@@ -312,6 +340,20 @@ class ControlPlane:
         path = path or self.directory / f"{namespace}.{name}.kubeconfig"
         kubeconfig_file.write(path, self.url, (self.state / "pki" / "ca.crt").read_bytes(), token, namespace)
         return path
+
+    def audit_events(self, user: str | None = None) -> list[dict[str, Any]]:
+        """The audit log's events (see the module docstring), of one user if given."""
+        if not self.audit_log.exists():
+            return []
+        events = []
+        for line in self.audit_log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if user is None or event.get("user", {}).get("username") == user:
+                events.append(event)
+        return events
 
     # --- state and stop ---------------------------------------------------------------------------------
 
