@@ -56,8 +56,9 @@ def _main(conn: Connection, directory: str) -> None:
             verb = "WATCH"
         who = _who(request.headers.get("User-Agent", ""))
         counts[(who, verb, resource_of(request.path))] += 1
-        if request.protocol not in seen:  # a new connection (and TLS handshake) from this asker
-            seen.add(request.protocol)
+        transport = request.transport
+        if transport is not None and transport not in seen:  # a new connection: a TLS handshake
+            seen.add(transport)
             counts[(who, "CONNECT", "")] += 1
         return await original(self, request)
 
