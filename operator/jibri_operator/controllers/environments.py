@@ -55,34 +55,47 @@ class EnvironmentRunner:
         self.conditions: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
 
     async def run(self, stopped: kopf.DaemonStopped) -> None:
+        loop = asyncio.get_running_loop()
         try:
+            reconciled = float("-inf")  # never: the first pass connects
+            poked = False
             while not stopped:
-                await self._reconcile_connection()
+                # The Secrets are read and the connection settings compared on a spec change
+                # and on the timer, not on every presence: a busy brewery wakes this loop for
+                # its status many times a second, and each pass would cost two Secret reads.
+                if poked or loop.time() >= self._reconcile_due(reconciled):
+                    await self._reconcile_connection()
+                    reconciled = loop.time()
                 await self._write_status()
-                await self._wait(stopped)
+                poked = await self._wait(stopped, self._reconcile_due(reconciled) - loop.time())
         finally:
             await self.hub.drop_link(self.key)
             if self._ca_dir is not None:
                 self._ca_dir.cleanup()
             self._clear_metrics()
 
-    async def _wait(self, stopped: kopf.DaemonStopped) -> None:
+    def _reconcile_due(self, reconciled: float) -> float:
+        client = self.link.client
+        # While something is wrong, look again soon: a fixed Secret should take effect in seconds.
+        healthy = self._problem is None and client is not None and client.joined
+        return reconciled + (RECHECK if healthy else SECRET_RETRY)
+
+    async def _wait(self, stopped: kopf.DaemonStopped, timeout: float) -> bool:
+        """Wait for a status change, a poke or ``timeout``; True when poked (the spec changed)."""
         waiters = [
             asyncio.create_task(self.link.status_dirty.wait()),
             asyncio.create_task(self.poked.wait()),
             asyncio.ensure_future(stopped.wait()),
         ]
-        client = self.link.client
-        # While something is wrong, look again soon: a fixed Secret should take effect in seconds.
-        healthy = self._problem is None and client is not None and client.joined
-        timeout = RECHECK if healthy else SECRET_RETRY
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
         if self.link.status_dirty.is_set() and not stopped:
             await asyncio.sleep(STATUS_COALESCE)
         self.link.status_dirty.clear()
+        poked = self.poked.is_set()
         self.poked.clear()
+        return poked
 
     # -- the connection ---------------------------------------------------------------------
 
