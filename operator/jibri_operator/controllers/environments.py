@@ -33,6 +33,9 @@ from jibri_operator.xmpp.brewery import BreweryClient, BreweryConfig
 log = logging.getLogger(__name__)
 
 STATUS_COALESCE: Final = 0.2  # many presences in a burst become one status write
+# ...and under steady churn at most one write per this many seconds: the counts are for people
+# and dashboards, and each write is an API call and a watch event for every watcher.
+STATUS_INTERVAL: Final = 1.0
 RECHECK: Final = 30.0  # re-read Secrets and refresh status at least this often
 SECRET_RETRY: Final = 5.0
 MAX_LISTED: Final = 50  # unable Jibris listed in status; the counts cover the rest
@@ -52,6 +55,7 @@ class EnvironmentRunner:
         self._ca_dir: tempfile.TemporaryDirectory[str] | None = None
         self._problem: tuple[str, str] | None = None
         self._last_status: dict[str, Any] | None = None
+        self._written_at = float("-inf")  # loop time of the last status write
         self.conditions: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
 
     async def run(self, stopped: kopf.DaemonStopped) -> None:
@@ -91,7 +95,8 @@ class EnvironmentRunner:
         for waiter in waiters:
             waiter.cancel()
         if self.link.status_dirty.is_set() and not stopped:
-            await asyncio.sleep(STATUS_COALESCE)
+            since = asyncio.get_running_loop().time() - self._written_at
+            await asyncio.sleep(max(STATUS_COALESCE, STATUS_INTERVAL - since))
         self.link.status_dirty.clear()
         poked = self.poked.is_set()
         self.poked.clear()
@@ -265,6 +270,7 @@ class EnvironmentRunner:
             kopf.warn(self.body, reason=connected[1], message=connected[2])
         self.conditions = conditions
         self._last_status = status
+        self._written_at = asyncio.get_running_loop().time()
         await self.hub.kube.patch_status(PLURAL_ENVIRONMENT, *self.key, status)
 
     def _clear_metrics(self) -> None:
