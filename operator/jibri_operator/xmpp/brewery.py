@@ -38,7 +38,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from jibri_operator.api.constants import JIBRI_NS, MUC_USER_NS
 from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import BusyStatus, Dialect, Health
-from jibri_operator.xmpp import redact, stanzas
+from jibri_operator.xmpp import redact, scram, stanzas
 from jibri_operator.xmpp.stanzas import JibriPresence, MalformedStanza, Reply, StartRequest, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ class BreweryClient:
         self.reconnects = 0
         self.last_error = ""
         redact.install()
+        scram.install()
         if config.allow_plaintext:
             log.warning(
                 "brewery %s: plaintext XMPP is allowed; stream keys and passwords may cross the network in the clear",
