@@ -268,6 +268,10 @@ class BreweryClient:
         client.register_handler(
             Callback("brewery presence", MatchXPath("{jabber:client}presence"), self._on_presence_stanza)
         )
+        # slixmpp's own presence handler keeps a roster of every occupant's resources and fires
+        # a few events per presence; the brewery's view is ours (``_jibris``), so that work was
+        # only cost, paid again for every presence of every Jibri.
+        client.remove_handler("Presence")
         client.register_handler(
             Callback(
                 "jibri report", MatchXPath(f"{{jabber:client}}iq/{{{JIBRI_NS}}}jibri"), self._on_iq_stanza
