@@ -55,14 +55,34 @@ def default_nickname() -> str:
     return "jibri-operator-" + (os.environ.get("POD_NAME") or socket.gethostname())
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No last-handled state at all: every object is taken as handled as it is now.
+
+    kopf keeps an object's "essence" (a deep copy of its spec, labels and annotations) to
+    tell a creation or an update from a mere status change, and stores it in an annotation
+    after the first event: one more API write for every RecordingSession, before it can
+    start, and a deep copy of every object on every watch event. This operator has no
+    create, update or resume handlers (its daemons and event handlers compare what they care
+    about themselves); its only change handler is on-delete, and kopf detects deletion from
+    ``deletionTimestamp``, not from a diff. :func:`build_registry` refuses any other kind.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return kopf.BodyEssence()
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = FINALIZER
     # Keep kopf's bookkeeping out of status: the CRD schema owns status and would prune it.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.INFO
     settings.posting.reporting_component = "jibri-operator"  # the "From" of every Event
     settings.posting.reporting_instance = options.nickname or default_nickname()
@@ -226,6 +246,11 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
             runner.stop_seen = True
             runner.post(Poke())  # spec.stop is the one spec change a running session acts on
 
+    # NoDiffBase keeps no last-handled state, so change handlers other than on-delete would
+    # never fire (kopf's registry has no public way to list them).
+    changing = [h for h in registry._changing.get_all_handlers() if h.reason is not kopf.Reason.DELETE]
+    if changing:
+        raise RuntimeError(f"only on-delete change handlers work with NoDiffBase, not {changing}")
     return registry
 
 
