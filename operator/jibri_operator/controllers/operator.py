@@ -173,8 +173,10 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
     # Watch events, not kopf's change handlers: those would store a diff-base annotation on
     # every object, one more API write per session before it can start. The runners compare
     # what they care about themselves (the connection fingerprint, spec.stop).
+    # Every event handler is a coroutine: kopf runs a plain function in a worker thread, a
+    # thread hop per watch event, and asyncio's Event and Queue must not be touched from there.
     @kopf.on.event(GROUP, VERSION, PLURAL_ENVIRONMENT, registry=registry)
-    def environment_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
+    async def environment_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
         runner = environments.get((namespace or "default", name))
         if runner is not None and meta.get("generation") != runner.generation:
             runner.poked.set()  # the spec changed: reconnect if the connection settings did
@@ -217,13 +219,13 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
         await run_registered(pools, (runner.namespace, runner.name), runner, stopped)
 
     @kopf.on.event(GROUP, VERSION, PLURAL_POOL, registry=registry)
-    def pool_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
+    async def pool_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
         runner = pools.get((namespace or "default", name))
         if runner is not None and meta.get("generation") != runner.generation:
             runner.poked.set()  # the spec changed (kubectl scale included)
 
     @kopf.on.event("v1", "pods", labels={POOL_LABEL: kopf.PRESENT}, registry=registry)
-    def pool_pod_event(*, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    async def pool_pod_event(*, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
         runner = pools.get((namespace or "default", labels[POOL_LABEL]))
         if runner is not None:
             runner.poked.set()
@@ -239,8 +241,10 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
             return
         await SessionRunner(hub, body, logger).stop_for_deletion()
 
-    @kopf.on.event(GROUP, VERSION, PLURAL_SESSION, registry=registry)
-    def session_event(*, uid: str, spec: kopf.Spec, **_: Any) -> None:
+    # Only events of sessions asked to stop: kopf checks the field before it invokes (and logs)
+    # the handler, so the status writes of running sessions are not handled one by one.
+    @kopf.on.event(GROUP, VERSION, PLURAL_SESSION, registry=registry, field="spec.stop", value=True)
+    async def session_event(*, uid: str, spec: kopf.Spec, **_: Any) -> None:
         runner = sessions.get(uid)
         if runner is not None and spec.get("stop") and not runner.stop_seen:
             runner.stop_seen = True
