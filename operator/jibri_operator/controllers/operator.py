@@ -241,14 +241,27 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
             return
         await SessionRunner(hub, body, logger).stop_for_deletion()
 
-    # Only events of sessions asked to stop: kopf checks the field before it invokes (and logs)
-    # the handler, so the status writes of running sessions are not handled one by one.
-    @kopf.on.event(GROUP, VERSION, PLURAL_SESSION, registry=registry, field="spec.stop", value=True)
-    async def session_event(*, uid: str, spec: kopf.Spec, **_: Any) -> None:
+    def session_event_matters(*, uid: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> bool:
         runner = sessions.get(uid)
-        if runner is not None and spec.get("stop") and not runner.stop_seen:
+        return runner is not None and (
+            (bool(spec.get("stop")) and not runner.stop_seen)
+            or (not runner.finalized.is_set() and FINALIZER in (meta.get("finalizers") or []))
+        )
+
+    # Only the events a running session acts on (kopf checks `when` before it invokes and logs
+    # the handler, so the status writes of running sessions are not handled one by one): its
+    # finalizer has landed (its first status write waits for it), or spec.stop, the one spec
+    # change a running session acts on.
+    @kopf.on.event(GROUP, VERSION, PLURAL_SESSION, registry=registry, when=session_event_matters)
+    async def session_event(*, uid: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> None:
+        runner = sessions.get(uid)
+        if runner is None:
+            return
+        if FINALIZER in (meta.get("finalizers") or []):
+            runner.finalized.set()
+        if spec.get("stop") and not runner.stop_seen:
             runner.stop_seen = True
-            runner.post(Poke())  # spec.stop is the one spec change a running session acts on
+            runner.post(Poke())
 
     # NoDiffBase keeps no last-handled state, so change handlers other than on-delete would
     # never fire (kopf's registry has no public way to list them).

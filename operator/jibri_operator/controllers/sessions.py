@@ -55,7 +55,7 @@ import kopf
 
 from jibri_operator import metrics
 from jibri_operator.api.conditions import get_condition, now_rfc3339, set_condition
-from jibri_operator.api.constants import PLURAL_ENVIRONMENT, PLURAL_SESSION
+from jibri_operator.api.constants import FINALIZER, PLURAL_ENVIRONMENT, PLURAL_SESSION
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.secret import Secret
 from jibri_operator.api.selectors import selector_matches
@@ -94,6 +94,7 @@ TERMINAL: Final = frozenset({Phase.COMPLETED.value, Phase.FAILED.value})
 STOP_TIMEOUT: Final = 30.0  # how long deletion waits for a Jibri to confirm it stopped
 RECHECK: Final = 30.0  # a safety net: re-evaluate a waiting session even without events
 SECRET_RECHECK: Final = 5.0
+FINALIZER_WAIT: Final = 5.0  # how long a session's first status write waits for kopf's finalizer
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class SessionRunner:
         self.exiting = False
         self.finished = asyncio.Event()
         self.stop_seen = False
+        self.finalized = asyncio.Event()  # kopf's finalizer is on the object (set by the event handler)
         self.seen_at = hub.clock()
         self.allowed_until = float("-inf")  # tenancy was checked and holds until then
 
@@ -785,10 +787,33 @@ class SessionRunner:
             generation,
         )
 
+    def finalizer_present(self) -> bool:
+        """kopf's finalizer is on the object (or no longer needed: it is being deleted)."""
+        metadata = self.body.metadata
+        return FINALIZER in (metadata.get("finalizers") or []) or bool(metadata.get("deletionTimestamp"))
+
+    async def _await_finalizer(self) -> None:
+        """Let kopf's finalizer land before this session's first status write.
+
+        kopf adds it with a JSON patch that tests the resourceVersion, sent just after it starts
+        this daemon; a status write landing first fails it (409), and kopf tries again after the
+        next event: another API write and handling cycle per session, often two, in a burst.
+        The wait overlaps the selection, is short (one API round trip and its watch event), and
+        is bounded: a missing finalizer is no reason to hold a recording back."""
+        if self.finalized.is_set():
+            return
+        if not self.finalizer_present():
+            try:
+                await asyncio.wait_for(self.finalized.wait(), FINALIZER_WAIT)
+            except TimeoutError:
+                self.logger.warning(f"no finalizer after {FINALIZER_WAIT:g}s; going on without it")
+        self.finalized.set()
+
     async def save(self, **changes: Any) -> None:
         """Merge ``changes`` into status and write them (None removes a field).
 
         The first write also records the session id, so no write is spent on it alone."""
+        await self._await_finalizer()
         if not self.status.get("sessionId"):
             changes.setdefault("sessionId", self.session_id)
         if "phase" in changes and changes["phase"] != self.status.get("phase"):
