@@ -196,6 +196,18 @@ def test_pruning_defaulting_and_preserved_fields() -> None:
     assert "bogus" not in full["metadata"] and "top" not in full
 
 
+def test_rules_on_unchanged_values_are_ratcheted() -> None:
+    """KEP-4008: a rule without oldSelf that fails on a value the update left as it was is not
+    an error (an object stored before the rule existed stays writable); one that uses oldSelf is."""
+    stored = {"spec": {"room": "abc", "mode": "file", "replicas": 9}}  # breaks the first rule
+    _, _, errs = run({"spec": {"room": "abc", "mode": "file", "replicas": 9}, "status": {"x": 1}}, stored)
+    assert errs == []
+    _, _, errs = run({"spec": {"room": "abc", "mode": "file", "replicas": 8}}, stored)  # changed: checked
+    assert any("too many for file mode" in e for e in errs)
+    _, _, errs = run({"spec": {"room": "xyz", "mode": "file", "replicas": 9}}, stored)
+    assert any("room is immutable" in e for e in errs) and any("too many for file mode" in e for e in errs)
+
+
 def test_validation_messages_are_kubernetes_wording() -> None:
     _, _, errs = run(
         {"spec": {"mode": "foo", "replicas": 20, "tags": ["a", "a", "b"], "port": 1.5, "when": "nope"}}

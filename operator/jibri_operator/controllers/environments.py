@@ -39,6 +39,9 @@ from jibri_operator.xmpp.brewery import BreweryClient, BreweryConfig
 log = logging.getLogger(__name__)
 
 STATUS_COALESCE: Final = 0.2  # many presences in a burst become one status write
+# ...and under steady churn at most one write per this many seconds: the counts are for people
+# and dashboards, and each write is an API call and a watch event for every watcher.
+STATUS_INTERVAL: Final = 1.0
 RECHECK: Final = 30.0  # re-read Secrets and refresh status at least this often
 SECRET_RETRY: Final = 5.0
 MAX_LISTED: Final = 50  # unable Jibris listed in status; the counts cover the rest
@@ -59,46 +62,63 @@ class EnvironmentRunner:
         self._problem: tuple[str, str] | None = None
         self._last_status: dict[str, Any] | None = None
         self._announced: tuple[str, str, str] | None = None  # the Connected condition last told in an Event
+        self._written_at = float("-inf")  # loop time of the last status write
         self.conditions: list[dict[str, Any]] = list((body.get("status") or {}).get("conditions") or [])
         self.refusals = Refusals(body, logger, hub.clock)
 
     async def run(self, stopped: kopf.DaemonStopped) -> None:
+        loop = asyncio.get_running_loop()
         try:
+            reconciled = float("-inf")  # never: the first pass connects
+            poked = False
             while not stopped:
+                # The Secrets are read and the connection settings compared on a spec change
+                # and on the timer, not on every presence: a busy brewery wakes this loop for
+                # its status many times a second, and each pass would cost two Secret reads.
                 try:
-                    await self._reconcile_connection()
+                    if poked or loop.time() >= self._reconcile_due(reconciled):
+                        await self._reconcile_connection()
+                        reconciled = loop.time()
                     await self._write_status()
                 except Forbidden as error:  # the status write itself: only a log line and an Event can say it
                     self.refusals.refused(error)
                 else:
                     if self._problem is None or self._problem[0] != FORBIDDEN:
                         self.refusals.cleared()
-                await self._wait(stopped)
+                poked = await self._wait(stopped, self._reconcile_due(reconciled) - loop.time())
         finally:
             await self.hub.drop_link(self.key)
             if self._ca_dir is not None:
                 self._ca_dir.cleanup()
             self._clear_metrics()
 
-    async def _wait(self, stopped: kopf.DaemonStopped) -> None:
+    def _reconcile_due(self, reconciled: float) -> float:
+        client = self.link.client
+        # While something is wrong, look again soon: a fixed Secret should take effect in seconds.
+        # What RBAC refuses is retried less and less often, so as not to hammer the API server.
+        healthy = self._problem is None and client is not None and client.joined
+        if self.refusals.active:
+            return reconciled + self.refusals.delay
+        return reconciled + (RECHECK if healthy else SECRET_RETRY)
+
+    async def _wait(self, stopped: kopf.DaemonStopped, timeout: float) -> bool:
+        """Wait for a status change, a poke or ``timeout``; True when poked (the spec changed)."""
         waiters: list[asyncio.Future[Any]] = [
             asyncio.create_task(self.poked.wait()),
             asyncio.ensure_future(stopped.wait()),
         ]
         if not self.refusals.active:  # while refused, presence changes do not hasten the retry
             waiters.append(asyncio.create_task(self.link.status_dirty.wait()))
-        client = self.link.client
-        # While something is wrong, look again soon: a fixed Secret should take effect in seconds.
-        # What RBAC refuses is retried less and less often, so as not to hammer the API server.
-        healthy = self._problem is None and client is not None and client.joined
-        timeout = self.refusals.delay if self.refusals.active else RECHECK if healthy else SECRET_RETRY
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
         if self.link.status_dirty.is_set() and not stopped:
-            await asyncio.sleep(STATUS_COALESCE)
+            since = asyncio.get_running_loop().time() - self._written_at
+            await asyncio.sleep(max(STATUS_COALESCE, STATUS_INTERVAL - since))
         self.link.status_dirty.clear()
+        poked = self.poked.is_set()
         self.poked.clear()
+        return poked
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -277,6 +297,7 @@ class EnvironmentRunner:
         await self.hub.kube.patch_status(PLURAL_ENVIRONMENT, *self.key, status)
         self.conditions = conditions
         self._last_status = status
+        self._written_at = asyncio.get_running_loop().time()
 
     def _clear_metrics(self) -> None:
         for state in ("idle", "busy", "unhealthy"):

@@ -72,14 +72,34 @@ def default_nickname() -> str:
     return "jibri-operator-" + (os.environ.get("POD_NAME") or socket.gethostname())
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No last-handled state at all: every object is taken as handled as it is now.
+
+    kopf keeps an object's "essence" (a deep copy of its spec, labels and annotations) to
+    tell a creation or an update from a mere status change, and stores it in an annotation
+    after the first event: one more API write for every RecordingSession, before it can
+    start, and a deep copy of every object on every watch event. This operator has no
+    create, update or resume handlers (its daemons and event handlers compare what they care
+    about themselves); its only change handler is on-delete, and kopf detects deletion from
+    ``deletionTimestamp``, not from a diff. :func:`build_registry` refuses any other kind.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return kopf.BodyEssence()
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = FINALIZER
     # Keep kopf's bookkeeping out of status: the CRD schema owns status and would prune it.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.INFO
     settings.posting.reporting_component = "jibri-operator"  # the "From" of every Event
     settings.posting.reporting_instance = options.nickname or default_nickname()
@@ -176,8 +196,10 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
     # Watch events, not kopf's change handlers: those would store a diff-base annotation on
     # every object, one more API write per session before it can start. The runners compare
     # what they care about themselves (the connection fingerprint, spec.stop).
+    # Every event handler is a coroutine: kopf runs a plain function in a worker thread, a
+    # thread hop per watch event, and asyncio's Event and Queue must not be touched from there.
     @kopf.on.event(GROUP, VERSION, PLURAL_ENVIRONMENT, registry=registry)
-    def environment_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
+    async def environment_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
         runner = environments.get((namespace or "default", name))
         if runner is not None and meta.get("generation") != runner.generation:
             runner.poked.set()  # the spec changed: reconnect if the connection settings did
@@ -220,13 +242,13 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
         await run_registered(pools, (runner.namespace, runner.name), runner, stopped)
 
     @kopf.on.event(GROUP, VERSION, PLURAL_POOL, registry=registry)
-    def pool_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
+    async def pool_event(*, namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> None:
         runner = pools.get((namespace or "default", name))
         if runner is not None and meta.get("generation") != runner.generation:
             runner.poked.set()  # the spec changed (kubectl scale included)
 
     @kopf.on.event("v1", "pods", labels={POOL_LABEL: kopf.PRESENT}, registry=registry)
-    def pool_pod_event(*, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    async def pool_pod_event(*, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
         runner = pools.get((namespace or "default", labels[POOL_LABEL]))
         if runner is not None:
             runner.poked.set()
@@ -242,13 +264,33 @@ def build_registry(hub: Hub) -> kopf.OperatorRegistry:
             return
         await SessionRunner(hub, body, logger).stop_for_deletion()
 
-    @kopf.on.event(GROUP, VERSION, PLURAL_SESSION, registry=registry)
-    def session_event(*, uid: str, spec: kopf.Spec, **_: Any) -> None:
+    def session_event_matters(*, uid: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> bool:
         runner = sessions.get(uid)
-        if runner is not None and spec.get("stop") and not runner.stop_seen:
-            runner.stop_seen = True
-            runner.post(Poke())  # spec.stop is the one spec change a running session acts on
+        return runner is not None and (
+            (bool(spec.get("stop")) and not runner.stop_seen)
+            or (not runner.finalized.is_set() and FINALIZER in (meta.get("finalizers") or []))
+        )
 
+    # Only the events a running session acts on (kopf checks `when` before it invokes and logs
+    # the handler, so the status writes of running sessions are not handled one by one): its
+    # finalizer has landed (its first status write waits for it), or spec.stop, the one spec
+    # change a running session acts on.
+    @kopf.on.event(GROUP, VERSION, PLURAL_SESSION, registry=registry, when=session_event_matters)
+    async def session_event(*, uid: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> None:
+        runner = sessions.get(uid)
+        if runner is None:
+            return
+        if FINALIZER in (meta.get("finalizers") or []):
+            runner.finalized.set()
+        if spec.get("stop") and not runner.stop_seen:
+            runner.stop_seen = True
+            runner.post(Poke())
+
+    # NoDiffBase keeps no last-handled state, so change handlers other than on-delete would
+    # never fire (kopf's registry has no public way to list them).
+    changing = [h for h in registry._changing.get_all_handlers() if h.reason is not kopf.Reason.DELETE]
+    if changing:
+        raise RuntimeError(f"only on-delete change handlers work with NoDiffBase, not {changing}")
     return registry
 
 

@@ -61,7 +61,7 @@ import kopf
 
 from jibri_operator import metrics
 from jibri_operator.api.conditions import ConditionStatus, get_condition, now_rfc3339, set_condition
-from jibri_operator.api.constants import PLURAL_ENVIRONMENT, PLURAL_SESSION
+from jibri_operator.api.constants import FINALIZER, PLURAL_ENVIRONMENT, PLURAL_SESSION
 from jibri_operator.api.durations import parse_duration
 from jibri_operator.api.secret import Secret
 from jibri_operator.api.selectors import selector_matches
@@ -116,6 +116,7 @@ STOP_TIMEOUT: Final = 30.0  # how long deletion waits for a Jibri to confirm it 
 RECHECK: Final = 30.0  # a safety net: re-evaluate a waiting session even without events
 SECRET_RECHECK: Final = 5.0
 LEAVE_GRACE: Final = 20.0  # spec.jibriLeaveGrace's default
+FINALIZER_WAIT: Final = 5.0  # how long a session's first status write waits for kopf's finalizer
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ class SessionRunner:
         self.exiting = False
         self.finished = asyncio.Event()
         self.stop_seen = False
+        self.finalized = asyncio.Event()  # kopf's finalizer is on the object (set by the event handler)
         self.seen_at = hub.clock()
         self.allowed_until = float("-inf")  # tenancy was checked and holds until then
         self.unwritten: dict[str, Any] = {}  # status changes the API server has not taken yet
@@ -914,6 +916,29 @@ class SessionRunner:
             generation,
         )
 
+    def finalizer_present(self) -> bool:
+        """kopf's finalizer is on the object (or no longer needed: it is being deleted)."""
+        metadata = self.body.metadata
+        return FINALIZER in (metadata.get("finalizers") or []) or bool(metadata.get("deletionTimestamp"))
+
+    async def _await_finalizer(self) -> None:
+        """Let kopf's finalizer land before this session's first status write.
+
+        kopf adds it with a JSON patch that tests the resourceVersion, sent just after it starts
+        this daemon; a status write landing first fails it (409), and kopf tries again after the
+        next event: another API write and handling cycle per session, often two, in a burst.
+        The wait overlaps the selection, is short (one API round trip and its watch event), and
+        is bounded: a missing finalizer is no reason to hold a recording back."""
+        if self.finalized.is_set():
+            return
+        if not self.finalizer_present():
+            try:
+                async with asyncio.timeout(FINALIZER_WAIT):
+                    await self.finalized.wait()
+            except TimeoutError:
+                self.logger.warning(f"no finalizer after {FINALIZER_WAIT:g}s; going on without it")
+        self.finalized.set()
+
     async def save(self, **changes: Any) -> None:
         """Merge ``changes`` into status and write them (None removes a field).
 
@@ -953,6 +978,7 @@ class SessionRunner:
 
     async def _write_status(self) -> None:
         """Write what status owes (a merge patch: None removes a field)."""
+        await self._await_finalizer()
         changes = {**self.unwritten, "observedGeneration": self.body.metadata.get("generation")}
         self.status["observedGeneration"] = changes["observedGeneration"]
         await self.hub.kube.patch_status(PLURAL_SESSION, self.namespace, self.name, changes)

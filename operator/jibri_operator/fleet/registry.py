@@ -69,6 +69,7 @@ class Observation:
 @dataclass
 class _Entry:
     observation: Observation
+    order: bytes = b""  # the registry's salted tie-break for this occupant, computed once
     reserved_by: str | None = None
     reserved_until: float = 0.0
     last_failure: float | None = None
@@ -132,6 +133,14 @@ class Registry:
     reservation_ttl: float = RESERVATION_TTL
     tie_salt: str = ""
     _entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
+    # The same entries by environment, then occupant: selection, counts and the status a
+    # presence triggers look at one environment's Jibris, never at the whole fleet's.
+    _by_env: dict[str, dict[str, _Entry]] = field(default_factory=dict)
+    # Of those, the ones whose last presence says idle and healthy: the only ones selection
+    # can choose, and in a busy fleet a small part of it.
+    _idle: dict[str, dict[str, _Entry]] = field(default_factory=dict)
+    # Entries whose reservation or failure mark may still expire (see next_deadline).
+    _marked: set[tuple[str, str]] = field(default_factory=set)
     # A Jibri's name in one brewery: (environment, nickname, brewery kind). A pool finds its
     # pods by name in O(1), and one pod is one name per brewery it sits in.
     _by_nickname: dict[_Name, str] = field(default_factory=dict)  # -> occupant
@@ -149,11 +158,15 @@ class Registry:
             if entry is None:
                 return Change(freed=False, left=False)
             del self._entries[key]
+            del self._by_env[observation.environment][observation.occupant]
+            self._idle.get(observation.environment, {}).pop(observation.occupant, None)
             if self._by_nickname.get(name) == observation.occupant:
                 del self._by_nickname[name]
             return Change(freed=False, left=True, also_freed=self._newly_available(siblings_before, now))
         if entry is None:
-            entry = self._entries[key] = _Entry(observation)
+            entry = self._entries[key] = _Entry(observation, order=self._order(observation.occupant))
+            self._by_env.setdefault(observation.environment, {})[observation.occupant] = entry
+            self._index_idle(entry)
             self._by_nickname[name] = observation.occupant
             return Change(
                 freed=self._available(entry, now),
@@ -163,6 +176,7 @@ class Registry:
             )
         was_available = self._available(entry, now)
         entry.observation = observation
+        self._index_idle(entry)
         if observation.busy is BusyStatus.BUSY:
             # The busy presence our reservation was waiting for: the Jibri is now visibly taken.
             entry.reserved_by = None
@@ -175,8 +189,9 @@ class Registry:
         )
 
     def forget_environment(self, environment: str) -> None:
-        for key in [key for key in self._entries if key[0] == environment]:
-            del self._entries[key]
+        for occupant in self._by_env.pop(environment, {}):
+            del self._entries[(environment, occupant)]
+        self._idle.pop(environment, None)
         for name in [name for name in self._by_nickname if name[0] == environment]:
             del self._by_nickname[name]
 
@@ -230,9 +245,7 @@ class Registry:
         result = {}
         for mode in RecordingMode:
             idle = busy = unable = 0
-            for (env, _), entry in self._entries.items():
-                if env != environment:
-                    continue
+            for entry in self._in(environment):
                 if not self._can_do(entry, mode):
                     unable += 1
                 elif entry.observation.busy is BusyStatus.BUSY:
@@ -244,22 +257,20 @@ class Registry:
 
     def capable(self, environment: str, mode: RecordingMode) -> int:
         """How many Jibris in ``environment`` could ever take ``mode`` (busy or not)."""
-        return sum(
-            1 for (env, _), entry in self._entries.items() if env == environment and self._can_do(entry, mode)
-        )
+        return sum(1 for entry in self._in(environment) if self._can_do(entry, mode))
 
     def refusals(self, environment: str) -> dict[str, frozenset[RecordingMode]]:
         """Nickname -> the modes that Jibri refused, for the environment's status."""
         return {
             entry.observation.nickname: frozenset(entry.unable)
-            for (env, _), entry in self._entries.items()
-            if env == environment and entry.unable
+            for entry in self._in(environment)
+            if entry.unable
         }
 
     def observations(self, environment: str | None = None) -> Iterator[Observation]:
-        for (env, _), entry in self._entries.items():
-            if environment is None or env == environment:
-                yield entry.observation
+        entries = self._entries.values() if environment is None else self._in(environment)
+        for entry in entries:
+            yield entry.observation
 
     def counts(self, environment: str) -> Counts:
         idle = busy = unhealthy = 0
@@ -286,15 +297,15 @@ class Registry:
         excluded = set(exclude)
         best: _Entry | None = None
         best_rank: tuple[float, float, bytes, str] | None = None
-        for (env, occupant), entry in self._entries.items():
-            if env != environment or occupant in excluded:
+        for occupant, entry in self._idle.get(environment, {}).items():
+            if occupant in excluded:
                 continue
             if not self._can_do(entry, mode) or not self._available(entry, now, session):
                 continue
             rank = (
                 entry.last_failure if entry.last_failure is not None else float("-inf"),
                 entry.last_picked,
-                self._order(occupant),  # stable for this registry, different for another's
+                entry.order,  # stable for this registry, different for another's
                 occupant,
             )
             if best_rank is None or rank < best_rank:
@@ -304,14 +315,15 @@ class Registry:
         best.reserved_by = session
         best.reserved_until = now + self.reservation_ttl
         best.last_picked = now
+        self._marked.add((environment, best.observation.occupant))
         return best.observation
 
     def available(self, environment: str, mode: RecordingMode, now: float) -> int:
         """How many Jibris ``select`` could choose right now."""
         return sum(
             1
-            for (env, _), entry in self._entries.items()
-            if env == environment and self._can_do(entry, mode) and self._available(entry, now)
+            for entry in self._idle.get(environment, {}).values()
+            if self._can_do(entry, mode) and self._available(entry, now)
         )
 
     def claim(self, environment: str, occupant: str, holder: str, now: float) -> bool:
@@ -321,6 +333,7 @@ class Registry:
             return False
         entry.reserved_by = holder
         entry.reserved_until = now + self.reservation_ttl
+        self._marked.add((environment, occupant))
         return True
 
     def release(self, environment: str, occupant: str, session: str) -> None:
@@ -335,17 +348,37 @@ class Registry:
         if entry is not None:
             entry.last_failure = now
             entry.avoid_until = now + self.failure_backoff
+            self._marked.add((environment, occupant))
 
     def next_deadline(self, now: float) -> float | None:
         """The next time a reservation or failure mark expires, making a Jibri available without a presence."""
-        deadlines = [
-            deadline
-            for entry in self._entries.values()
-            if entry.observation.idle_and_healthy
-            for deadline in (entry.reserved_until if entry.reserved_by else 0.0, entry.avoid_until)
-            if deadline > now
-        ]
-        return min(deadlines, default=None)
+        soonest: float | None = None
+        for key in list(self._marked):
+            entry = self._entries.get(key)
+            pending = (
+                [
+                    d
+                    for d in (entry.reserved_until if entry.reserved_by else 0.0, entry.avoid_until)
+                    if d > now
+                ]
+                if entry is not None
+                else []
+            )
+            if not pending:
+                self._marked.discard(key)  # expired, released or gone: nothing left to wait for
+            elif entry is not None and entry.observation.idle_and_healthy:
+                soonest = min(pending) if soonest is None else min(soonest, *pending)
+        return soonest
+
+    def _in(self, environment: str) -> Iterable[_Entry]:
+        return self._by_env.get(environment, {}).values()
+
+    def _index_idle(self, entry: _Entry) -> None:
+        observation = entry.observation
+        if observation.idle_and_healthy:
+            self._idle.setdefault(observation.environment, {})[observation.occupant] = entry
+        else:
+            self._idle.get(observation.environment, {}).pop(observation.occupant, None)
 
     def _order(self, occupant: str) -> bytes:
         return hashlib.blake2b(f"{self.tie_salt}\0{occupant}".encode(), digest_size=8).digest()

@@ -38,7 +38,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from jibri_operator.api.constants import JIBRI_NS, MUC_USER_NS
 from jibri_operator.api.secret import Secret
 from jibri_operator.api.types import BusyStatus, Dialect, Health
-from jibri_operator.xmpp import redact, stanzas
+from jibri_operator.xmpp import redact, scram, stanzas
 from jibri_operator.xmpp.stanzas import JibriPresence, MalformedStanza, Reply, StartRequest, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ class BreweryClient:
         self.reconnects = 0
         self.last_error = ""
         redact.install()
+        scram.install()
         if config.allow_plaintext:
             log.warning(
                 "brewery %s: plaintext XMPP is allowed; stream keys and passwords may cross the network in the clear",
@@ -267,6 +268,10 @@ class BreweryClient:
         client.register_handler(
             Callback("brewery presence", MatchXPath("{jabber:client}presence"), self._on_presence_stanza)
         )
+        # slixmpp's own presence handler keeps a roster of every occupant's resources and fires
+        # a few events per presence; the brewery's view is ours (``_jibris``), so that work was
+        # only cost, paid again for every presence of every Jibri.
+        client.remove_handler("Presence")
         client.register_handler(
             Callback(
                 "jibri report", MatchXPath(f"{{jabber:client}}iq/{{{JIBRI_NS}}}jibri"), self._on_iq_stanza

@@ -7,6 +7,12 @@ macros (`all`, `exists`, `exists_one`, `map`, `filter`), `size`, `matches`,
 `messageExpression`, `reason` and `fieldPath`. Kubernetes' string extensions
 `lowerAscii`, `upperAscii`, `trim`, `split`, `join`, `replace` are added here.
 
+Ratcheting (KEP-4008, on by default since 1.30, GA in 1.33): on an update, a rule
+that does not use `oldSelf` and fails on a value equal to the stored one is not an
+error (upstream turns it into a warning). Such a rule is therefore not evaluated at
+all here, which is most of the cost of a status write; nor is `self == oldSelf` on an
+unchanged value, which cannot fail. Other transition rules always run, as upstream.
+
 What is skipped (logged once per rule, never refused): rules celpy cannot parse,
 and rules calling functions it lacks — the Kubernetes CEL libraries `isURL`,
 `url()`, `quantity()`, `ip()`/`cidr()`, `format.*`, `optional` types and the
@@ -20,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import celpy
 from celpy import celtypes
@@ -111,6 +117,9 @@ def _fails_for_real(exc: Exception) -> bool:
     return "no such key" in text or "no such member" in text or "no such overload" in text
 
 
+_IMMUTABLE: Final = "self==oldSelf"
+
+
 def check(
     rules: list[dict[str, Any]],
     value: Any,
@@ -118,12 +127,17 @@ def check(
     has_old: bool,
     schema_type: str,
     path: str,
+    unchanged: bool = False,
 ) -> list[errors.FieldError]:
-    """Evaluate one schema node's rules; returns field errors for the rules that fail."""
+    """Evaluate one schema node's rules; returns field errors for the rules that fail.
+
+    ``unchanged``: an update left this value as it was (see ratcheting, above)."""
     found: list[errors.FieldError] = []
     for item in rules:
         rule = Rule.from_schema(item)
         if rule.is_transition and not has_old and not rule.optional_old_self:
+            continue
+        if unchanged and (not rule.is_transition or "".join(rule.rule.split()) == _IMMUTABLE):
             continue
         activation: dict[str, Any] = {"self": json_to_cel(value)}
         if rule.is_transition:

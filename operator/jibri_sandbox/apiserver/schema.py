@@ -221,8 +221,17 @@ def check_rules(
     rules = schema.get("x-kubernetes-validations")
     if rules:
         stype = schema.get("type") or ("object" if isinstance(value, dict) else _type_name(value))
+        has_old = old is not _MISSING
         errs.extend(
-            cel.check(rules, value, None if old is _MISSING else old, old is not _MISSING, stype, path)
+            cel.check(
+                rules,
+                value,
+                old if has_old else None,
+                has_old,
+                stype,
+                path,
+                unchanged=has_old and value == old,
+            )
         )
     if isinstance(value, dict):
         props = schema.get("properties") or {}

@@ -55,7 +55,7 @@ from jibri_operator.api.types import (
     RecordingMode,
     RecordingStatus,
 )
-from jibri_operator.xmpp import stanzas
+from jibri_operator.xmpp import scram, stanzas
 from jibri_sandbox.jibri.config import Faults, JibriConfig, XmppEnvironment
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ class _Link(slixmpp.ClientXMPP):
         # A SIP gateway Jibri also joins its sip-control-muc, on the same connection, as Jibri does.
         self.rooms = [self.occupant] + ([env.sip_control_muc.occupant] if env.sip_control_muc else [])
         self._in: set[str] = set()  # our occupants present in their rooms right now
+        self._left = False  # we left the rooms on purpose (leave_breweries): a rejoin is no reconnect
         # Prosody's c2s port speaks STARTTLS; slixmpp would try direct TLS first on an explicit port.
         self.enable_direct_tls = False
         self.enable_starttls = True
@@ -146,6 +147,10 @@ class _Link(slixmpp.ClientXMPP):
         self.register_handler(
             Callback("brewery presence", MatchXPath(f"{_CLIENT}presence"), self._on_presence)
         )
+        # slixmpp's own presence handler keeps a roster of every occupant's resources and fires
+        # events for each presence; a Jibri ignores the brewery's other occupants, and in a
+        # brewery of a hundred that bookkeeping was most of a simulated Jibri's CPU.
+        self.remove_handler("Presence")
 
     # -- connection ---------------------------------------------------------
 
@@ -180,7 +185,10 @@ class _Link(slixmpp.ClientXMPP):
         return len(self._in) == len(self.rooms)
 
     async def _on_session_start(self, _event: Any) -> None:
-        # Join each room with our status in the join presence itself, as Jibri does.
+        self.join_rooms()
+
+    def join_rooms(self) -> None:
+        """Join each room with our status in the join presence itself, as Jibri does."""
         for room in self.rooms:
             presence = self._status_presence(room)
             muc = ET.SubElement(presence, f"{{{_MUC_NS}}}x")
@@ -201,6 +209,8 @@ class _Link(slixmpp.ClientXMPP):
                 return
             if not self.joined.done():
                 self.joined.set_result(None)
+            elif self._left:
+                self._left = False
             else:
                 self.jibri.reconnects += 1
                 log.info("%s: back in %s", self.env.name, ", ".join(self.rooms))
@@ -228,6 +238,12 @@ class _Link(slixmpp.ClientXMPP):
         if self.is_connected():
             for room in self.rooms:
                 self._send(ET.Element(f"{_CLIENT}presence", {"to": room, "type": "unavailable"}))
+
+    def leave_rooms(self) -> None:
+        """Leave every room but keep the connection; :meth:`join_rooms` comes back."""
+        self.leave()
+        self._in.clear()
+        self._left = True
 
     def _send(self, element: ET.Element) -> None:
         if element.tag == f"{_CLIENT}iq":
@@ -267,6 +283,7 @@ class SimulatedJibri:
     """
 
     def __init__(self, config: JibriConfig) -> None:
+        scram.install()  # a login's salted password in C, not in a Python loop (many Jibris log in at once)
         self.config = config
         self.dialect: Dialect = config.sandbox.dialect
         # Whether this Jibri sends pending/on/off at all (the 2016 spec has none of them).
@@ -335,6 +352,26 @@ class SimulatedJibri:
         if healthy != self._healthy:
             self._healthy = healthy
             self._announce()
+
+    def set_busy_elsewhere(self, busy: bool) -> None:
+        """Busy (or idle again) with a recording another controller (e.g. Jicofo) runs: only the
+        presence says so, and a start meanwhile is answered busy. Ignored while it records for a
+        start of its own."""
+        if self._session is None and not self._spent and busy != self._busy:
+            self._busy = busy
+            self._announce()
+
+    def leave_breweries(self) -> None:
+        """Leave every brewery (an unavailable presence) but stay connected, as a Jibri shutting
+        down its control MUC would; :meth:`rejoin_breweries` joins again with its current status."""
+        for link in self._links:
+            link.leave_rooms()
+        self._changed()
+
+    def rejoin_breweries(self) -> None:
+        for link in self._links:
+            if link.is_connected():
+                link.join_rooms()
 
     async def wait_until(self, condition: Callable[[SimulatedJibri], T], timeout: float = 5) -> T:
         """Wait until ``condition(self)`` is truthy; re-checked on every state change."""
