@@ -83,6 +83,7 @@ SAMPLES: dict[str, dict[Path_, Any]] = {
     },
     "JibriPool": {
         ("spec", "configDelivery"): {"mode": "mount", "path": "/etc/jitsi/jibri/jibri.conf"},
+        ("spec", "schedule"): [{"start": "55 8-17 * * 1-5", "duration": "10m", "idleTarget": 3}],
         ("status",): {"conditions": CONDITIONS},
     },
 }

@@ -23,6 +23,7 @@ from operator_fixture import (
 from prometheus_client.parser import text_string_to_metric_families
 from sim import JibriFactory, jibri_factory, nickname, occupy, other_controller, stops
 
+from jibri_operator.api.conditions import get_condition
 from jibri_operator.api.types import Dialect
 from jibri_sandbox.jibri.simulator import SimulatedJibri
 from jibri_sandbox.prosody import Prosody
@@ -169,15 +170,35 @@ async def test_fifty_sessions_on_fifty_jibris(env: Environment, jibris: JibriFac
     assert sorted(starts(j) for j in fleet) == [1] * 50, "no Jibri got two starts"
 
 
+async def test_a_busy_jibri_without_an_on_report_is_not_cut_at_pending_timeout(
+    env: Environment, jibris: JibriFactory
+) -> None:
+    """No `on` within pendingTimeout, but busy since it took the start: the report may have been
+    lost (Jibri never repeats one), and a live recording is not cut for it (issue 15)."""
+    (silent,) = await jibris(1)
+    silent.faults.never_on = True  # pending (busy) forever, no report
+    env.session("patience", pendingTimeout="1s")
+    session = await env.wait_phase("patience", "Recording", timeout=15)
+    condition = get_condition(session["status"]["conditions"], "Recording")
+    assert condition is not None and condition["reason"] == "JibriBusy", condition
+    assert "no on report came within 1s" in condition["message"]
+    assert stops(silent) == 0 and starts(silent) == 1
+    assert "PendingTimeout" not in [e.reason for e in env.cluster.events(env.namespace)]
+    await asyncio.to_thread(env.cluster.delete, "recordingsessions", env.namespace, "patience")
+    await env.wait_gone("patience", timeout=30)
+    assert stops(silent) == 1
+
+
 async def test_stuck_in_pending_is_stopped_and_retried_elsewhere(
     env: Environment, jibris: JibriFactory
 ) -> None:
-    (stuck,) = await jibris(1)
-    (good,) = await jibris(1, healthy=False)  # the stuck one first
+    """A 2016-spec Jibri stuck before recording never says busy: pendingTimeout still stops it
+    and records elsewhere."""
+    (stuck,) = await jibris(1, dialect=Dialect.LEGACY)  # alone at first: the one tried
     stuck.faults.never_on = True
     env.session("patience", pendingTimeout="1s")
     await eventually(lambda: starts(stuck) == 1, 10, "the stuck Jibri to be tried")
-    good.set_healthy(True)
+    (good,) = await jibris(1, dialect=Dialect.LEGACY)
     session = await env.wait_phase("patience", "Recording", timeout=15)
     assert session["status"]["jibri"]["nickname"] == nickname(good)
     assert stops(stuck) == 1, "the stuck attempt was stopped"

@@ -46,6 +46,12 @@ class BreweryLost:
 
 
 @dataclass(frozen=True)
+class BreweryBack:
+    """The brewery is joined again. A Jibri whose presence did not change meanwhile sends
+    nothing new: what it says now is in the registry."""
+
+
+@dataclass(frozen=True)
 class JibriGone:
     """The Jibri's pod is being deleted, or is gone: it will not come back."""
 
@@ -143,6 +149,7 @@ class EnvironmentLink:
                 metrics.BREWERY_RECONNECTS.labels(*self.key).inc()
             self.hub.brewery_lost(self.key)
         else:
+            self.hub.brewery_back(self.key)
             self.hub.wake(self.key)
         self.status_dirty.set()
 
@@ -295,6 +302,11 @@ class Hub:
         for (env, _), inbox in list(self._running_on.items()):
             if env == key:
                 inbox.post(BreweryLost())
+
+    def brewery_back(self, key: EnvKey) -> None:
+        for (env, _), inbox in list(self._running_on.items()):
+            if env == key:
+                inbox.post(BreweryBack())
 
     def attach(self, key: EnvKey, occupant: str, inbox: SessionInbox) -> None:
         """Route what ``occupant`` says to ``inbox`` until :meth:`detach`."""

@@ -34,12 +34,21 @@ busy presence after the start         (only noted)                           Rec
 ``off`` report                        Completed / Failed / retry             Completed / Failed / retry
 idle presence after busy              Completed if on, else retry (error)    Completed: ended, no reason given
 the Jibri leaves the brewery          retry                                  retry
-no Recording within pendingTimeout    stop, retry elsewhere                  stop, retry elsewhere
+no Recording within pendingTimeout    busy: Recording; else stop, retry      stop, retry elsewhere
 stop answered ``off`` or ``result``   Completed (Stopped)                    Completed (Stopped)
 ====================================  =====================================  ===================================
 
 pendingTimeout runs from the accepted start to whatever marks Recording in the
 Jibri's dialect: the ``on`` report, or for a legacy Jibri also its busy presence.
+
+A report can be lost: Jibri never repeats one, and the operator may have been
+restarted, or its brewery connection cut, between a start and its ``on``. So a
+Jibri busy since it took the start is never cut for want of an ``on``: the busy
+presence found after a restart or a reconnect is taken as recording at once, and
+at pendingTimeout otherwise. Found idle instead, a start it accepted
+(status.jibri.acceptedAt) may have recorded: the session fails as OutcomeUnknown
+rather than be recorded twice. maxDuration counts from status.startedAt, the
+first accepted start, in every phase and across restarts.
 
 ``self.status`` is the status the runner means to be written; a write the API server
 refuses (RBAC, see refusals.py) stays owed and is written first on the next try. The
@@ -77,6 +86,7 @@ from jibri_operator.api.types import (
 from jibri_operator.controllers.hub import (
     ORPHAN_WATCH,
     Arrival,
+    BreweryBack,
     BreweryLost,
     EnvKey,
     Hub,
@@ -104,11 +114,18 @@ log = logging.getLogger(__name__)
 
 
 def _epoch(timestamp: str) -> float:
-    """An RFC 3339 timestamp as the API writes them (whole seconds, Z), in epoch seconds; now if unreadable."""
+    """An RFC 3339 timestamp (whole seconds as the API writes them, or with a fraction as this
+    runner writes startedAt) in epoch seconds; now if unreadable."""
     try:
-        return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     except ValueError:
         return time.time()
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def _precise_now() -> str:
+    """Now in RFC 3339 with milliseconds: maxDuration counts from it, across restarts."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 TERMINAL: Final = frozenset({Phase.COMPLETED.value, Phase.FAILED.value})
@@ -139,6 +156,9 @@ class Current:
     seen_busy: bool = False
     pod_gone: bool = False  # its pod is being deleted: once it leaves, it will not come back
     recording_since: float | None = None  # monotonic time the recording began (on report, or legacy busy)
+    # A report may have been sent while nobody listened (a brewery reconnect since the start):
+    # the busy presence then stands for the `on`, and an idle one for an end of unknown outcome.
+    reports_may_be_lost: bool = False
 
     @property
     def recording(self) -> bool:
@@ -174,6 +194,7 @@ class SessionRunner:
         self.finalized = asyncio.Event()  # kopf's finalizer is on the object (set by the event handler)
         self.seen_at = hub.clock()
         self.allowed_until = float("-inf")  # tenancy was checked and holds until then
+        self.started_clock: float | None = None  # hub clock of status.startedAt (see _limit)
         self.unwritten: dict[str, Any] = {}  # status changes the API server has not taken yet
         self.refusals = Refusals(body, logger, hub.clock)
 
@@ -340,28 +361,55 @@ class SessionRunner:
         if observation.busy is BusyStatus.BUSY:
             # Busy with the Jibri this session was sent to: adopt it, never start again. A
             # session still Starting is adopted as Recording: its `on` report (or, for a legacy
-            # Jibri, the busy presence) may have come while nobody listened, and a pending
-            # timeout would then cut a running recording. A failure still arrives as `off`.
+            # Jibri, the busy presence) may have come while nobody listened (Jibri never repeats
+            # a report), and a pending timeout would then cut a running recording. A failure
+            # still arrives as `off`, or as the idle presence.
             self.current = Current(observation, seen_busy=True)
             self.hub.attach(self.env_key, occupant, self)
             self.logger.info(f"resumed following {observation.nickname}")
             if phase == Phase.STARTING.value:
+                # maxDuration counts from the accepted start; were it not written (the operator
+                # died in between), from the moment just before the start was sent.
+                started = jibri.get("acceptedAt") or jibri.get("selectedAt")
                 await self._mark_recording(
-                    self.current, "AdoptedAfterRestart", f"{observation.nickname} is busy with this session"
+                    self.current,
+                    "AdoptedAfterRestart",
+                    f"adopted after an operator restart: {observation.nickname} is busy with this"
+                    " session's start (its on report, if any, came while no operator listened)",
+                    started_at=str(started) if started else None,
                 )
             else:
-                self.current.recording_since = self.hub.clock() - self._recorded_for()
+                self.current.recording_since = self.hub.clock()
             return
         if phase == Phase.STARTING.value:
-            # No evidence it ever recorded: the operator may have died between the write-ahead
-            # and the start IQ. Schedule again, with the same session_id.
+            if jibri.get("acceptedAt"):
+                # It accepted, and is idle again: it ended, or failed, unseen. It may have
+                # recorded, and a session is never recorded twice: end it, saying why.
+                await self._finish(
+                    Phase.FAILED,
+                    "OutcomeUnknown",
+                    f"Jibri {jibri.get('nickname')} accepted the start and was idle again when the"
+                    " operator came back: it may have recorded part of it; not started again, so as"
+                    " never to record a session twice",
+                )
+            # Status names the Jibri but no accepted start: the operator died between the
+            # write-ahead and the start's answer, and the Jibri idle now never took it (an
+            # accepted start is written within a round trip, long before a recording could
+            # have begun and ended). Schedule again, with the same session_id.
+            self.logger.info(f"{jibri.get('nickname')} never accepted the start; scheduling again")
             return
         await self._finish(Phase.COMPLETED, "Completed", "the recording ended while the operator was away")
 
-    def _recorded_for(self) -> float:
-        """Seconds since status.startedAt (wall clock), so maxDuration survives a restart."""
+    def _limit(self) -> float | None:
+        """The hub-clock time spec.maxDuration ends the session: from status.startedAt, the
+        first accepted start, so neither a restart nor a retry elsewhere extends it."""
+        max_duration = self._seconds("maxDuration", None)
         started = self.status.get("startedAt")
-        return max(0.0, time.time() - _epoch(str(started))) if started else 0.0
+        if max_duration is None or not started:
+            return None
+        if self.started_clock is None:  # written by an earlier process: from the wall clock
+            self.started_clock = self.hub.clock() - max(0.0, time.time() - _epoch(str(started)))
+        return self.started_clock + max_duration
 
     async def _wait_joined(self) -> None:
         """Wait until the environment's client has joined (and so knows every Jibri).
@@ -399,6 +447,14 @@ class SessionRunner:
         busy_this_round: set[str] = set()
         while self.current is None:
             await self._maybe_stop_while_unassigned()
+            limit = self._limit()
+            if limit is not None and self.hub.clock() >= limit:
+                await self._finish(
+                    Phase.FAILED,
+                    "MaxDuration",
+                    "spec.maxDuration ran out (counted from the first accepted start) before the"
+                    " session could be recorded again",
+                )
             if int(self.status.get("attempts", 0)) >= int(self.spec.get("maxAttempts", 5)):
                 await self._finish(
                     Phase.FAILED,
@@ -554,7 +610,7 @@ class SessionRunner:
         try:
             await self.save(
                 phase=Phase.STARTING.value,
-                jibri=self._jibri_status(choice),
+                jibri={**self._jibri_status(choice), "selectedAt": _precise_now()},
                 attempts=attempts + 1,
                 conditions=self._conditions(
                     "Scheduled", "True", "JibriSelected", f"selected {choice.nickname}"
@@ -590,6 +646,14 @@ class SessionRunner:
         if outcome is StartOutcome.ACCEPTED:
             self.current = Current(choice)
             self.tried.add(choice.occupant)
+            # Written at once: a restart that finds this Jibri idle again must know it took the
+            # start (and may have recorded), and maxDuration counts from the first accepted one.
+            accepted_at = _precise_now()
+            changes: dict[str, Any] = {"jibri": {**self.status.get("jibri", {}), "acceptedAt": accepted_at}}
+            if not unconfirmed and not self.status.get("startedAt"):
+                changes["startedAt"] = accepted_at
+                self.started_clock = self.hub.clock()
+            await self.save(**changes)
             if not unconfirmed:
                 # creationTimestamp has whole seconds only; the operator's own clock is precise.
                 metrics.ASSIGN_SECONDS.labels(self.namespace).observe(self.hub.clock() - self.seen_at)
@@ -640,33 +704,43 @@ class SessionRunner:
         current = self.current
         assert current is not None
         pending_timeout = self._seconds("pendingTimeout", 90.0) or 90.0
-        max_duration = self._seconds("maxDuration", None)
         pending_deadline = self.hub.clock() + pending_timeout
         while self.current is current:
             if self.stop_requested():
                 await self._stop(current)
                 return
             now = self.hub.clock()
-            deadlines = []
+            limit = self._limit()  # maxDuration, in every phase
+            deadlines = [] if limit is None else [limit]
             if not current.recording:
                 deadlines.append(pending_deadline)
-            elif max_duration is not None and current.recording_since is not None:
-                deadlines.append(current.recording_since + max_duration)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
             event = await self._next_event(timeout)
             if event is None:
-                if not current.recording:
-                    await self._event(
-                        "PendingTimeout",
-                        f"Jibri {current.observation.nickname} stayed pending for {pending_timeout:g}s; stopping it and retrying",
-                        warning=True,
-                    )
-                    await self._send_stop(current)
-                    self.hub.registry.record_failure(self.env, current.observation.occupant, self.hub.clock())
-                    await self._retry_or_fail("PendingTimeout")
-                else:
+                if limit is not None and self.hub.clock() >= limit:
                     await self._event("MaxDuration", "the session reached spec.maxDuration; stopping")
                     await self._stop(current)
+                    return
+                if current.recording:
+                    continue
+                if current.seen_busy:
+                    # Busy since it took the start, with no `on`: a report lost on the way (Jibri
+                    # never repeats one) is no reason to cut a live recording.
+                    await self._mark_recording(
+                        current,
+                        "JibriBusy",
+                        f"{current.observation.nickname} is busy with this session's start; no on"
+                        f" report came within {pending_timeout:g}s (one may have been lost)",
+                    )
+                    continue
+                await self._event(
+                    "PendingTimeout",
+                    f"Jibri {current.observation.nickname} stayed pending for {pending_timeout:g}s; stopping it and retrying",
+                    warning=True,
+                )
+                await self._send_stop(current)
+                self.hub.registry.record_failure(self.env, current.observation.occupant, self.hub.clock())
+                await self._retry_or_fail("PendingTimeout")
                 return
             if isinstance(event, JibriReport) and event.occupant == current.observation.occupant:
                 await self._on_report(current, event.update)
@@ -675,15 +749,26 @@ class SessionRunner:
             elif isinstance(event, JibriSeen) and event.observation.occupant == current.observation.occupant:
                 await self._on_presence(current, event.observation)
             elif isinstance(event, BreweryLost):
+                current.reports_may_be_lost = True
                 self.logger.info("brewery connection lost; following resumes when it is back")
+            elif isinstance(event, BreweryBack) and current.reports_may_be_lost and not current.recording:
+                # Its presence may be what it was before the cut, and then nothing new is heard
+                # of it: what it says now decides (busy: recording; idle: it ended unseen).
+                now_seen = self.hub.registry.get(self.env, current.observation.occupant)
+                if now_seen is not None:
+                    await self._on_presence(current, now_seen)
 
-    async def _mark_recording(self, current: Current, reason: str, message: str) -> None:
+    async def _mark_recording(
+        self, current: Current, reason: str, message: str, started_at: str | None = None
+    ) -> None:
         current.recording_since = self.hub.clock()
         if reason != "AdoptedAfterRestart":  # since this process took it up; it did not see the start
             metrics.TIME_TO_RECORDING.labels(self.namespace).observe(current.recording_since - self.seen_at)
+        if not self.status.get("startedAt"):
+            self.started_clock = None if started_at else current.recording_since
         await self.save(
             phase=Phase.RECORDING.value,
-            startedAt=self.status.get("startedAt") or now_rfc3339(),
+            startedAt=self.status.get("startedAt") or started_at or _precise_now(),
             conditions=self._conditions("Recording", "True", reason, message),
         )
         await self._event("Recording", f"Jibri {current.observation.nickname} is recording")
@@ -738,6 +823,25 @@ class SessionRunner:
                     "JibriBusy",
                     f"{observation.nickname} is busy with this session (its dialect sends no on report)",
                 )
+            elif current.reports_may_be_lost and not current.recording:
+                # Back from a brewery reconnect and still busy with the start: its `on` may
+                # have been sent while the operator was away; it is recording.
+                await self._mark_recording(
+                    current,
+                    "AdoptedAfterReconnect",
+                    f"{observation.nickname} is busy with this session's start after a brewery"
+                    " reconnect (its on report, if any, came while the operator was away)",
+                )
+        elif current.reports_may_be_lost and not current.recording and not self.stop_requested():
+            # Idle after a reconnect, no report seen: it ended, or failed, unseen. It may have
+            # recorded: never record the session twice.
+            await self._finish(
+                Phase.FAILED,
+                "OutcomeUnknown",
+                f"Jibri {observation.nickname} accepted the start and was idle again after a brewery"
+                " reconnect: it may have recorded part of it; not started again, so as never to"
+                " record a session twice",
+            )
         elif current.seen_busy:
             if observation.dialect is Dialect.LEGACY:
                 # Idle again by itself: the recording ended. The 2016 spec gives no reason, so it
