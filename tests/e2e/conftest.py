@@ -21,8 +21,20 @@ from sim import jibris  # noqa: F401
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    """A failed test that used the shared operator shows that operator's last log lines."""
-    report = yield
+    """A failed test that used the shared operator shows that operator's last log lines.
+
+    pytest cannot render a traceback holding a frame without a line number (seen when the
+    timeout's signal interrupts an await): it would abort the whole run with an INTERNALERROR.
+    Such a failure is reported with Python's own traceback instead."""
+    try:
+        report = yield
+    except TypeError:
+        style = item.config.option.tbstyle
+        item.config.option.tbstyle = "native"
+        try:
+            report = pytest.TestReport.from_item_and_call(item, call)
+        finally:
+            item.config.option.tbstyle = style
     if report.when == "call" and report.failed:
         process = getattr(item, "funcargs", {}).get("operator")
         if process is not None:

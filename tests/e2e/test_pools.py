@@ -57,6 +57,10 @@ class World:
         self._server = server  # emulated only: its audit log
 
     @property
+    def emulated(self) -> bool:
+        return self._server is not None
+
+    @property
     def server(self) -> RunningApiServer:
         assert self._server is not None, "the API server's audit log is the emulated plane's"
         return self._server
