@@ -15,7 +15,9 @@ import logging
 import re
 import shutil
 import socket
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from . import official_image, probes, volumes
@@ -532,6 +534,13 @@ class PodWorker:
             if (host := mounts.resolve(mount["mountPath"])) is not None
             for arg in ("--bind", f"{host}:{mount['mountPath']}{':ro' if mount.get('readOnly') else ''}")
         ]
+        # The "image" is this installation: where a volume is mounted over it (an emptyDir on
+        # /tmp, with the checkout under /tmp), bind it back on top, or the interpreter cannot
+        # find its packages. mountns mounts deeper paths after shallower ones.
+        targets = [PurePosixPath(mount["mountPath"]) for mount in c.spec.get("volumeMounts") or ()]
+        for own in sorted({Path(sys.prefix), Path(__file__).resolve().parents[2]}):
+            if any(own.is_relative_to(target) for target in targets):
+                binds += ["--bind", f"{own}:{own}:ro"]
         operator = python_module("jibri_operator.cli", *command[1:], *local)
         return python_module("jibri_sandbox.kubelet.mountns", *binds, "--", *operator)
 
