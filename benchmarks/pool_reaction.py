@@ -64,7 +64,9 @@ class PodsAdded:
 def pool(name: str, **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "pool.yaml").read_text())
     body["metadata"]["name"] = name
-    body["spec"].update(spec)
+    # Reaction alone: no learned arrival profile, which would see the rounds' sessions as a
+    # surge and warm the pool ahead of them (that is policy_sim.py's and the e2e tests' part).
+    body["spec"].update({"learn": False, **spec})
     return body
 
 
@@ -93,7 +95,7 @@ def main() -> None:
         demo = Demo(sandbox)
         demo.kubectl("apply", "-k", str(ROOT / "crds"), show=False)
         demo.kubectl("wait", "--for=condition=Established", "crd", "--all", show=False)
-        demo.start_operator()
+        demo.start_operator(sandbox.kubeconfig)
         demo.kubectl("apply", "-f", "-", stdin=demo.environment_manifest(), show=False)
         demo.wait(demo.connected, "the operator to join the brewery")
         xmpp = sandbox.xmpp
