@@ -9,7 +9,11 @@ from typing import Any, Literal
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
-def now_rfc3339() -> str:
+def now_rfc3339(milliseconds: bool = False) -> str:
+    """Now, as the API writes times (whole seconds), or to the millisecond where a duration
+    is counted from it across processes (a session's startedAt)."""
+    if milliseconds:
+        return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -299,14 +299,16 @@ class Hub:
         inbox.post(JibriReport(occupant, update))
 
     def brewery_lost(self, key: EnvKey) -> None:
-        for (env, _), inbox in list(self._running_on.items()):
-            if env == key:
-                inbox.post(BreweryLost())
+        self._post_to_sessions(key, BreweryLost())
 
     def brewery_back(self, key: EnvKey) -> None:
+        self._post_to_sessions(key, BreweryBack())
+
+    def _post_to_sessions(self, key: EnvKey, event: object) -> None:
+        """Tell every session running on a Jibri of ``key``."""
         for (env, _), inbox in list(self._running_on.items()):
             if env == key:
-                inbox.post(BreweryBack())
+                inbox.post(event)
 
     def attach(self, key: EnvKey, occupant: str, inbox: SessionInbox) -> None:
         """Route what ``occupant`` says to ``inbox`` until :meth:`detach`."""

@@ -123,11 +123,6 @@ def _epoch(timestamp: str) -> float:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
-def _precise_now() -> str:
-    """Now in RFC 3339 with milliseconds: maxDuration counts from it, across restarts."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 TERMINAL: Final = frozenset({Phase.COMPLETED.value, Phase.FAILED.value})
 STOP_TIMEOUT: Final = 30.0  # how long deletion waits for a Jibri to confirm it stopped
 RECHECK: Final = 30.0  # a safety net: re-evaluate a waiting session even without events
@@ -194,7 +189,6 @@ class SessionRunner:
         self.finalized = asyncio.Event()  # kopf's finalizer is on the object (set by the event handler)
         self.seen_at = hub.clock()
         self.allowed_until = float("-inf")  # tenancy was checked and holds until then
-        self.started_clock: float | None = None  # hub clock of status.startedAt (see _limit)
         self.unwritten: dict[str, Any] = {}  # status changes the API server has not taken yet
         self.refusals = Refusals(body, logger, hub.clock)
 
@@ -385,13 +379,7 @@ class SessionRunner:
             if jibri.get("acceptedAt"):
                 # It accepted, and is idle again: it ended, or failed, unseen. It may have
                 # recorded, and a session is never recorded twice: end it, saying why.
-                await self._finish(
-                    Phase.FAILED,
-                    "OutcomeUnknown",
-                    f"Jibri {jibri.get('nickname')} accepted the start and was idle again when the"
-                    " operator came back: it may have recorded part of it; not started again, so as"
-                    " never to record a session twice",
-                )
+                await self._outcome_unknown(str(jibri.get("nickname")), "when the operator came back")
             # Status names the Jibri but no accepted start: the operator died between the
             # write-ahead and the start's answer, and the Jibri idle now never took it (an
             # accepted start is written within a round trip, long before a recording could
@@ -400,16 +388,24 @@ class SessionRunner:
             return
         await self._finish(Phase.COMPLETED, "Completed", "the recording ended while the operator was away")
 
+    async def _outcome_unknown(self, nickname: str, when: str) -> None:
+        """A Jibri that took the start is idle again, and no report of it was heard: it may
+        have recorded part of the session, which is therefore never started twice."""
+        await self._finish(
+            Phase.FAILED,
+            "OutcomeUnknown",
+            f"Jibri {nickname} accepted the start and was idle again {when}: it may have recorded"
+            " part of it; not started again, so as never to record a session twice",
+        )
+
     def _limit(self) -> float | None:
-        """The hub-clock time spec.maxDuration ends the session: from status.startedAt, the
-        first accepted start, so neither a restart nor a retry elsewhere extends it."""
+        """The hub-clock time spec.maxDuration ends the session: from status.startedAt (to the
+        millisecond), the first accepted start, so neither a restart nor a retry extends it."""
         max_duration = self._seconds("maxDuration", None)
         started = self.status.get("startedAt")
         if max_duration is None or not started:
             return None
-        if self.started_clock is None:  # written by an earlier process: from the wall clock
-            self.started_clock = self.hub.clock() - max(0.0, time.time() - _epoch(str(started)))
-        return self.started_clock + max_duration
+        return self.hub.clock() - max(0.0, time.time() - _epoch(str(started))) + max_duration
 
     async def _wait_joined(self) -> None:
         """Wait until the environment's client has joined (and so knows every Jibri).
@@ -610,7 +606,7 @@ class SessionRunner:
         try:
             await self.save(
                 phase=Phase.STARTING.value,
-                jibri={**self._jibri_status(choice), "selectedAt": _precise_now()},
+                jibri={**self._jibri_status(choice), "selectedAt": now_rfc3339(milliseconds=True)},
                 attempts=attempts + 1,
                 conditions=self._conditions(
                     "Scheduled", "True", "JibriSelected", f"selected {choice.nickname}"
@@ -648,11 +644,10 @@ class SessionRunner:
             self.tried.add(choice.occupant)
             # Written at once: a restart that finds this Jibri idle again must know it took the
             # start (and may have recorded), and maxDuration counts from the first accepted one.
-            accepted_at = _precise_now()
+            accepted_at = now_rfc3339(milliseconds=True)
             changes: dict[str, Any] = {"jibri": {**self.status.get("jibri", {}), "acceptedAt": accepted_at}}
             if not unconfirmed and not self.status.get("startedAt"):
                 changes["startedAt"] = accepted_at
-                self.started_clock = self.hub.clock()
             await self.save(**changes)
             if not unconfirmed:
                 # creationTimestamp has whole seconds only; the operator's own clock is precise.
@@ -764,11 +759,9 @@ class SessionRunner:
         current.recording_since = self.hub.clock()
         if reason != "AdoptedAfterRestart":  # since this process took it up; it did not see the start
             metrics.TIME_TO_RECORDING.labels(self.namespace).observe(current.recording_since - self.seen_at)
-        if not self.status.get("startedAt"):
-            self.started_clock = None if started_at else current.recording_since
         await self.save(
             phase=Phase.RECORDING.value,
-            startedAt=self.status.get("startedAt") or started_at or _precise_now(),
+            startedAt=self.status.get("startedAt") or started_at or now_rfc3339(milliseconds=True),
             conditions=self._conditions("Recording", "True", reason, message),
         )
         await self._event("Recording", f"Jibri {current.observation.nickname} is recording")
@@ -835,13 +828,7 @@ class SessionRunner:
         elif current.reports_may_be_lost and not current.recording and not self.stop_requested():
             # Idle after a reconnect, no report seen: it ended, or failed, unseen. It may have
             # recorded: never record the session twice.
-            await self._finish(
-                Phase.FAILED,
-                "OutcomeUnknown",
-                f"Jibri {observation.nickname} accepted the start and was idle again after a brewery"
-                " reconnect: it may have recorded part of it; not started again, so as never to"
-                " record a session twice",
-            )
+            await self._outcome_unknown(observation.nickname, "after a brewery reconnect")
         elif current.seen_busy:
             if observation.dialect is Dialect.LEGACY:
                 # Idle again by itself: the recording ended. The 2016 spec gives no reason, so it
