@@ -26,9 +26,13 @@ it before anything imports `kubernetes` if you use `kopf.testing.KopfRunner`.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -240,3 +244,33 @@ spec:
         properties:
           status: {type: object, x-kubernetes-preserve-unknown-fields: true}
 """
+
+
+@contextlib.contextmanager
+def kopf_run(
+    server: RunningApiServer, operator: Path, *args: str, tracebacks_allowed: bool = False
+) -> Iterator[subprocess.Popen[str]]:
+    """`kopf run` as its own process; stopped with SIGINT, which must end it cleanly (and, unless
+    ``tracebacks_allowed``, without a traceback in its log: under injected faults kopf logs some)."""
+    log = operator.with_suffix(".log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kopf", "run", "--verbose", *args, str(operator)],
+        env={**os.environ, "KUBECONFIG": str(server.kubeconfig)}, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        yield proc
+    except BaseException:
+        log.seek(0)
+        print(log.read())  # shown by pytest on failure
+        raise
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+    log.seek(0)
+    output = log.read()
+    assert code == 0, output
+    assert tracebacks_allowed or "Traceback" not in output, output

@@ -7,7 +7,6 @@ server process so no other test meets them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -21,7 +20,15 @@ from typing import Any
 
 import pytest
 import urllib3
-from apiserver_fixture import KOPF_PEERING_CRDS, WIDGET_CRD, Kubectl, as_objects, start_process, wait_for
+from apiserver_fixture import (
+    KOPF_PEERING_CRDS,
+    WIDGET_CRD,
+    Kubectl,
+    as_objects,
+    kopf_run,
+    start_process,
+    wait_for,
+)
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
@@ -365,30 +372,6 @@ def rescaled(new, patch, **_):
 """
 
 
-@contextlib.contextmanager
-def kopf_run(server: RunningApiServer, operator: Path) -> Iterator[subprocess.Popen[str]]:
-    log = operator.with_suffix(".log").open("w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kopf", "run", "--verbose", "--standalone", "--all-namespaces", str(operator)],
-        env={**os.environ, "KUBECONFIG": str(server.kubeconfig)}, stdout=log, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        yield proc
-    except BaseException:
-        log.seek(0)
-        print(log.read())  # shown by pytest on failure
-        raise
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-    log.seek(0)
-    assert code == 0, log.read()
-
-
 def test_kopf_keeps_working_through_every_fault(
     server: RunningApiServer, api: client.ApiClient, tmp_path: Path
 ) -> None:
@@ -405,7 +388,7 @@ def test_kopf_keeps_working_through_every_fault(
         wait_for(lambda: status(name) == {"phase": "Ready", "replicas": replicas}, timeout=60,
                  what=f"kopf to handle {name} ({status(name)})")  # fmt: skip
 
-    with kopf_run(server, operator):
+    with kopf_run(server, operator, "--standalone", "--all-namespaces", tracebacks_allowed=True):
         co.create_namespaced_custom_object(*args, widget("w0"))
         handled("w0")
         wait_for(lambda: server.open_watches() > 0, what="kopf's watches open")

@@ -8,11 +8,6 @@ patches, Events via kopf.info, and peering through the kopf.dev CRDs.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -20,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apiserver_fixture import KOPF_PEERING_CRDS, WIDGET_CRD, apiserver, as_objects, wait_for  # noqa: F401
+from apiserver_fixture import KOPF_PEERING_CRDS, WIDGET_CRD, apiserver, as_objects, kopf_run, wait_for  # noqa: F401
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -81,33 +76,6 @@ def kube(apiserver: RunningApiServer) -> Iterator[client.ApiClient]:
     except ApiException as exc:
         assert exc.status == 409
     yield api_client
-
-
-@contextlib.contextmanager
-def kopf_run(server: RunningApiServer, operator: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """`kopf run` as its own process; stopped with SIGINT, which must end it cleanly."""
-    log = operator.with_suffix(".log").open("w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kopf", "run", "--verbose", *args, str(operator)],
-        env={**os.environ, "KUBECONFIG": str(server.kubeconfig)}, stdout=log, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        yield proc
-    except BaseException:
-        log.seek(0)
-        print(log.read())  # shown by pytest on failure
-        raise
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-    log.seek(0)
-    output = log.read()
-    assert code == 0, output
-    assert "Traceback" not in output, output
 
 
 def test_a_kopf_operator_handles_widgets(
