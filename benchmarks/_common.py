@@ -16,6 +16,8 @@ import multiprocessing
 import os
 import secrets
 import statistics
+import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +25,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import kubernetes
+
+from jibri_operator.api.constants import GROUP, VERSION
 from jibri_sandbox.jibri.config import JibriConfig, SandboxSettings, sandbox_environment
 from jibri_sandbox.jibri.simulator import SimulatedJibri
 from jibri_sandbox.prosody import Prosody
@@ -239,3 +244,70 @@ def report(name: str, seconds: list[float]) -> None:
     print(f"{name}_p50_ms: {statistics.median(seconds) * 1000:.2f}")
     print(f"{name}_p99_ms: {percentile(seconds, 99) * 1000:.2f}")
     print(f"{name}_max_ms: {max(seconds) * 1000:.2f}")
+
+
+class SessionWatcher:
+    """Timestamps every watch event on a namespace's RecordingSessions as it arrives (wall clock),
+    keeping each object; when the server ends the watch (or the connection breaks), it watches
+    again from the last version seen, as an informer does, and says so on stderr."""
+
+    def __init__(self, custom: kubernetes.client.CustomObjectsApi, namespace: str) -> None:
+        self.custom, self.namespace = custom, namespace
+        self.events: dict[str, list[tuple[float, str, dict[str, Any]]]] = {}  # name -> (at, type, object)
+        self.changed = threading.Condition()
+        self.watch = kubernetes.watch.Watch()
+        self.stopped = False
+        listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "recordingsessions")
+        self.thread = threading.Thread(
+            target=self._run, args=(listed["metadata"]["resourceVersion"],), daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, version: str) -> None:
+        while not self.stopped:
+            stream = self.watch.stream(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, "recordingsessions",
+                resource_version=version, timeout_seconds=300, allow_watch_bookmarks=True,
+            )  # fmt: skip
+            try:
+                for event in stream:
+                    now = time.time()
+                    obj = event["object"]
+                    version = obj["metadata"]["resourceVersion"]
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    with self.changed:
+                        self.events.setdefault(obj["metadata"]["name"], []).append((now, event["type"], obj))
+                        self.changed.notify_all()
+            except Exception as error:  # the server going away at the end, or a broken connection
+                if not self.stopped:
+                    print(f"watch ended ({type(error).__name__}: {error}); watching again", file=sys.stderr)
+                    time.sleep(0.2)
+            self.watch = kubernetes.watch.Watch()
+
+    def wait_for(self, names: list[str], test: Any, timeout: float, what: str) -> None:
+        """Until every named session has had an event ``test(type, object)`` holds for."""
+
+        def done(name: str) -> bool:
+            return any(test(t, o) for _, t, o in self.events.get(name, []))
+
+        with self.changed:
+            if not self.changed.wait_for(lambda: all(done(n) for n in names), timeout):
+                count = sum(1 for n in names if done(n))
+                raise TimeoutError(f"timed out waiting for {what} ({count} of {len(names)})")
+
+    def first(self, name: str, test: Any) -> float | None:
+        return next((at for at, t, o in self.events.get(name, []) if test(t, o)), None)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.watch.stop()
+
+
+def phase_is(phase: str) -> Any:
+    """A SessionWatcher test: the session's status.phase is ``phase``."""
+    return lambda _t, o: (o.get("status") or {}).get("phase") == phase
+
+
+def was_deleted(type_: str, _object: dict[str, Any]) -> bool:
+    return type_ == "DELETED"

@@ -37,7 +37,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +46,17 @@ from typing import Any
 import kubernetes
 import yaml
 
-from _common import CpuMeter, Fleet, XmppSite, account, child_pid, report
+from _common import (
+    CpuMeter,
+    Fleet,
+    SessionWatcher,
+    XmppSite,
+    account,
+    child_pid,
+    phase_is,
+    report,
+    was_deleted,
+)
 from jibri_operator.api.constants import FINALIZER, GROUP, VERSION
 from jibri_sandbox.apiserver.testing import start_process
 from jibri_sandbox.controlplane import ControlPlane
@@ -129,65 +138,6 @@ def set_up_cluster(api: Api, prosody: Prosody, brewery: str) -> None:
     }})  # fmt: skip
 
 
-class Watcher:
-    """Timestamps every watch event on RecordingSessions as it arrives (wall clock)."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.events: dict[str, list[tuple[float, str, dict[str, Any]]]] = {}
-        self.changed = threading.Condition()
-        self.watch = kubernetes.watch.Watch()
-        listed = api.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "recordingsessions")
-        self.thread = threading.Thread(
-            target=self._run, args=(listed["metadata"]["resourceVersion"],), daemon=True
-        )
-        self.thread.start()
-
-    def _run(self, version: str) -> None:
-        """Watch from `version`; when the server ends the watch (or the connection breaks), watch
-        again from the last version seen, as an informer does, and say so on stderr."""
-        self.stopped = False
-        while not self.stopped:
-            stream = self.watch.stream(
-                self.api.custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "recordingsessions",
-                resource_version=version, timeout_seconds=300, allow_watch_bookmarks=True,
-            )  # fmt: skip
-            try:
-                for event in stream:
-                    now = time.time()
-                    obj = event["object"]
-                    version = obj["metadata"]["resourceVersion"]
-                    if event["type"] == "BOOKMARK":
-                        continue
-                    with self.changed:
-                        self.events.setdefault(obj["metadata"]["name"], []).append((now, event["type"], obj))
-                        self.changed.notify_all()
-            except Exception as error:  # the server going away at the end, or a broken connection
-                if not self.stopped:
-                    print(f"watch ended ({type(error).__name__}: {error}); watching again", file=sys.stderr)
-                    time.sleep(0.2)
-            self.watch = kubernetes.watch.Watch()
-
-    def wait_for(self, names: list[str], test: Any, timeout: float, what: str) -> None:
-        with self.changed:
-            ok = self.changed.wait_for(
-                lambda: all(any(test(t, o) for _, t, o in self.events.get(n, [])) for n in names), timeout
-            )
-        if not ok:
-            raise TimeoutError(f"timed out waiting for {what}")
-
-    def first(self, name: str, test: Any) -> float | None:
-        return next((at for at, t, o in self.events.get(name, []) if test(t, o)), None)
-
-    def stop(self) -> None:
-        self.stopped = True
-        self.watch.stop()
-
-
-def phase_is(phase: str) -> Any:
-    return lambda _t, o: (o.get("status") or {}).get("phase") == phase
-
-
 def has_finalizer(_t: str, o: dict[str, Any]) -> bool:
     return FINALIZER in (o["metadata"].get("finalizers") or [])
 
@@ -205,7 +155,7 @@ def create_session(api: Api, prosody: Prosody, name: str) -> tuple[str, float, f
 
 
 def run_wave(
-    api: Api, pool: ThreadPoolExecutor, watcher: Watcher, prosody: Prosody, wave: int
+    api: Api, pool: ThreadPoolExecutor, watcher: SessionWatcher, prosody: Prosody, wave: int
 ) -> list[tuple[str, float, float]]:
     """Create 100 sessions at once; wait for all to record. Returns (name, before, after) per create."""
     names = [f"w{wave}-{i:03d}" for i in range(JIBRIS)]
@@ -219,7 +169,7 @@ def run_wave(
     return created
 
 
-def run_solo(api: Api, watcher: Watcher, prosody: Prosody) -> list[tuple[str, float, float]]:
+def run_solo(api: Api, watcher: SessionWatcher, prosody: Prosody) -> list[tuple[str, float, float]]:
     """One session at a time, each waited for until it records: latency without queueing."""
     created = []
     for index in range(SOLO):
@@ -235,7 +185,7 @@ def env_jibris(api: Api) -> dict[str, int]:
     return dict((api.get("xmppenvironments", "meet").get("status") or {}).get("jibris") or {})
 
 
-def run_wakeup(api: Api, watcher: Watcher, fleet: Fleet, prosody: Prosody) -> list[str]:
+def run_wakeup(api: Api, watcher: SessionWatcher, fleet: Fleet, prosody: Prosody) -> list[str]:
     """Waiting sessions, then Jibris freed one by one; report Jibri freed -> its start accepted."""
     for index in range(JIBRIS):
         fleet.call("flip", index)  # unhealthy: not selectable
@@ -261,7 +211,7 @@ def run_wakeup(api: Api, watcher: Watcher, fleet: Fleet, prosody: Prosody) -> li
 
 
 def analyse(
-    prefix: str, watcher: Watcher, created: list[tuple[str, float, float]], accepted: dict[str, float]
+    prefix: str, watcher: SessionWatcher, created: list[tuple[str, float, float]], accepted: dict[str, float]
 ) -> None:
     pieces: dict[str, list[float]] = {}
     writes = []
@@ -296,11 +246,13 @@ def analyse(
     print(f"{prefix}_writes_per_session_until_recording: {min(writes)}..{max(writes)}")
 
 
-def delete_all(api: Api, pool: ThreadPoolExecutor, watcher: Watcher, fleet: Fleet, names: list[str]) -> None:
+def delete_all(
+    api: Api, pool: ThreadPoolExecutor, watcher: SessionWatcher, fleet: Fleet, names: list[str]
+) -> None:
     """Delete the sessions; wait until they are gone and every Jibri is idle again."""
     list(pool.map(lambda n: api.custom.delete_namespaced_custom_object(
         GROUP, VERSION, NAMESPACE, "recordingsessions", n), names))  # fmt: skip
-    watcher.wait_for(names, lambda t, _o: t == "DELETED", 60, "the sessions to go")
+    watcher.wait_for(names, was_deleted, 60, "the sessions to go")
     still_busy = fleet.call("wait_idle", 30)
     for room in still_busy:  # a deleted session whose Jibri still records: show what the watch saw
         name = room.partition("@")[0]
@@ -396,7 +348,7 @@ def main() -> None:
 
             wait(all_idle, 60, "the operator to see 100 idle Jibris")
             print(f"setup_operator_ready_s: {time.perf_counter() - ready:.2f}")
-            watcher = Watcher(api)
+            watcher = SessionWatcher(api.custom, NAMESPACE)
             pids = {
                 "operator": operator.pid, **server.pids, "prosody": child_pid("prosody"),
                 "jibris": fleet.pid, "bench": os.getpid(),

@@ -53,7 +53,7 @@ from typing import Any
 import kubernetes
 import yaml
 
-from _common import CpuMeter, child_pid, percentile
+from _common import CpuMeter, SessionWatcher, child_pid, percentile, phase_is, was_deleted
 from _counted_api import BENCH_AGENT, CountedApiServer, writes
 from _loadgen import JibriSpec, LoadFleet
 from jibri_operator.api.constants import GROUP, VERSION
@@ -184,55 +184,6 @@ def jibri_specs(prosody: Prosody, per_env: int) -> list[JibriSpec]:
     return specs
 
 
-class Watcher:
-    """Timestamps every watch event on RecordingSessions as it arrives (wall clock)."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.events: dict[str, list[tuple[float, str, str | None]]] = {}  # name -> (at, type, phase)
-        self.changed = threading.Condition()
-        self.watch = kubernetes.watch.Watch()
-        listed = api.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "recordingsessions")
-        self.thread = threading.Thread(
-            target=self._run, args=(listed["metadata"]["resourceVersion"],), daemon=True
-        )
-        self.thread.start()
-
-    def _run(self, version: str) -> None:
-        stream = self.watch.stream(
-            self.api.custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, "recordingsessions",
-            resource_version=version, timeout_seconds=3600,
-        )  # fmt: skip
-        with contextlib.suppress(Exception):  # the server going away at the end
-            for event in stream:
-                now = time.time()
-                obj = event["object"]
-                phase = (obj.get("status") or {}).get("phase")
-                with self.changed:
-                    self.events.setdefault(obj["metadata"]["name"], []).append((now, event["type"], phase))
-                    self.changed.notify_all()
-
-    def first(self, name: str, phase: str) -> float | None:
-        return next((at for at, _, p in self.events.get(name, []) if p == phase), None)
-
-    def wait_for(self, names: list[str], test: Any, timeout: float, what: str) -> None:
-        with self.changed:
-            if not self.changed.wait_for(lambda: all(test(self.events.get(n, [])) for n in names), timeout):
-                done = sum(1 for n in names if test(self.events.get(n, [])))
-                raise TimeoutError(f"timed out waiting for {what} ({done} of {len(names)})")
-
-    def stop(self) -> None:
-        self.watch.stop()
-
-
-def reached(phase: str) -> Any:
-    return lambda events: any(p == phase for _, _, p in events)
-
-
-def deleted(events: list[tuple[float, str, str | None]]) -> bool:
-    return any(t == "DELETED" for _, t, _ in events)
-
-
 # -- the operator's process ----------------------------------------------------------------------
 
 
@@ -355,7 +306,7 @@ class World:
             "operator": self.operator.pid, "apiserver": self.server.pid, "prosody": child_pid("prosody"),
             **{f"jibris{p}": fleet.pid for p, fleet in enumerate(self.fleets)}, "bench": os.getpid(),
         }  # fmt: skip
-        self.watcher = Watcher(self.api)
+        self.watcher = SessionWatcher(self.api.custom, NAMESPACE)
         self.stack.callback(self.watcher.stop)
         self.out["setup_s"] = time.perf_counter() - began
         return self
@@ -396,7 +347,7 @@ class World:
         names = [f"wake-{i:03d}" for i in range(wakeups)]
         for name in names:
             self.create_session(name, 0)
-        self.watcher.wait_for(names, reached("Pending"), 60, "the waiting sessions")
+        self.watcher.wait_for(names, phase_is("Pending"), 60, "the waiting sessions")
         cpu = self.cpu()
         writes_before = writes(self.server.counts())
         cpu.start()
@@ -440,7 +391,7 @@ class World:
         # The waiting sessions are deleted (their recordings stopped) before the burst.
         for name in names:
             self.api.delete("recordingsessions", name)
-        self.watcher.wait_for(names, deleted, 60, "the waiting sessions to go")
+        self.watcher.wait_for(names, was_deleted, 60, "the waiting sessions to go")
         wait(lambda: self.all_idle(), 60, "every Jibri idle again")
 
     # -- the burst ----------------------------------------------------------------------------
@@ -467,7 +418,7 @@ class World:
                 zip((n for n, _ in names), pool.map(lambda ne: self.create_session(*ne), names), strict=True)
             )
         self.out["burst_create_calls_s"] = time.time() - began
-        self.watcher.wait_for(list(created), reached("Recording"), 600, "every session to record")
+        self.watcher.wait_for(list(created), phase_is("Recording"), 600, "every session to record")
         cpu.stop()
         self.out["burst_rss_peak_mb"] = self.rss.peak(since)
         self.out["burst_rss_hwm_mb"] = rss_mb(self.operator.pid, "VmHWM")
@@ -503,13 +454,13 @@ class World:
         self.out["burst_never_recorded"] = sum(1 for n in created if by_room[n] == 0)
         accepted = {r["room"].partition("@")[0]: r["at"] for r in records}
         to_accepted = [accepted[n] - at for n, at in created.items() if n in accepted]
-        recording = {n: self.watcher.first(n, "Recording") for n in created}
+        recording = {n: self.watcher.first(n, phase_is("Recording")) for n in created}
         to_recording = [(recording[n] or 0) - at for n, at in created.items()]
         self.out["burst_to_accepted_s"] = to_accepted
         self.out["burst_to_recording_s"] = to_recording
         # The pieces, as a watcher sees them: the operator's write-ahead (Starting), the Jibri
         # accepting, and the Recording write.
-        starting = {n: self.watcher.first(n, "Starting") for n in created}
+        starting = {n: self.watcher.first(n, phase_is("Starting")) for n in created}
         self.out["burst_to_starting_seen_s"] = [(starting[n] or 0) - at for n, at in created.items()]
         self.out["burst_starting_seen_to_accepted_s"] = [
             accepted[n] - (starting[n] or 0) for n in created if n in accepted
