@@ -13,6 +13,7 @@ import base64
 import ipaddress
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -233,17 +234,24 @@ def check_rules(
                 unchanged=has_old and value == old,
             )
         )
+    for child, sub, child_path, child_old in _children(value, schema, path, old):
+        check_rules(child, sub, child_path, child_old, errs)
+
+
+def _children(value: Any, schema: Schema, path: str, old: Any) -> Iterator[tuple[Any, Schema, str, Any]]:
+    """The values under ``value`` that a schema describes, with their schema, path and old value
+    (a map-list item's old value is the old item with the same keys; _MISSING where none)."""
     if isinstance(value, dict):
         props = schema.get("properties") or {}
         old_map = old if isinstance(old, dict) else {}
         for key, sub in props.items():
             if key in value:
-                check_rules(value[key], sub, _join(path, key), old_map.get(key, _MISSING), errs)
+                yield value[key], sub, _join(path, key), old_map.get(key, _MISSING)
         additional = schema.get("additionalProperties")
         if isinstance(additional, dict):
             for key, item in value.items():
                 if key not in props:
-                    check_rules(item, additional, f"{path}[{key}]", old_map.get(key, _MISSING), errs)
+                    yield item, additional, f"{path}[{key}]", old_map.get(key, _MISSING)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         keys = schema.get("x-kubernetes-list-map-keys") or []
         old_by_key: dict[Any, Any] = {}
@@ -255,7 +263,7 @@ def check_rules(
                 if old_by_key and isinstance(item, dict)
                 else _MISSING
             )
-            check_rules(item, schema["items"], f"{path}[{i}]", item_old, errs)
+            yield item, schema["items"], f"{path}[{i}]", item_old
 
 
 def _check(
@@ -347,7 +355,6 @@ def _validate_array(
             if item in seen:
                 errs.append(errors.duplicate(f"{path}[{i}]", item))
             seen.append(item)
-    old_by_key: dict[Any, Any] = {}
     if list_type == "map":
         keys = schema.get("x-kubernetes-list-map-keys") or []
         seen_keys: set[Any] = set()
@@ -357,16 +364,8 @@ def _validate_array(
                 if k in seen_keys:
                     errs.append(errors.duplicate(f"{path}[{i}]", {key: item.get(key) for key in keys}))
                 seen_keys.add(k)
-        if isinstance(old, list):
-            old_by_key = {tuple(o.get(key) for key in keys): o for o in old if isinstance(o, dict)}
-    items = schema.get("items")
-    if isinstance(items, dict):
-        for i, item in enumerate(value):
-            item_old: Any = _MISSING
-            if list_type == "map" and isinstance(item, dict):
-                keys = schema.get("x-kubernetes-list-map-keys") or []
-                item_old = old_by_key.get(tuple(item.get(key) for key in keys), _MISSING)
-            _check(item, items, f"{path}[{i}]", item_old, errs)
+    for child, sub, child_path, child_old in _children(value, schema, path, old):
+        _check(child, sub, child_path, child_old, errs)
 
 
 def _validate_object(
@@ -383,16 +382,8 @@ def _validate_object(
                 path, len(value), f"{name} in body should have at least {schema['minProperties']} properties"
             )
         )
-    props = schema.get("properties") or {}
-    old_map = old if isinstance(old, dict) else {}
-    for key, sub in props.items():
-        if key in value:
-            _check(value[key], sub, _join(path, key), old_map.get(key, _MISSING), errs)
-    additional = schema.get("additionalProperties")
-    if isinstance(additional, dict):
-        for key, item in value.items():
-            if key not in props:
-                _check(item, additional, f"{path}[{key}]", old_map.get(key, _MISSING), errs)
+    for child, sub, child_path, child_old in _children(value, schema, path, old):
+        _check(child, sub, child_path, child_old, errs)
 
 
 def _validate_combinators(value: Any, schema: Schema, path: str, errs: list[errors.FieldError]) -> None:
